@@ -1,0 +1,52 @@
+# edgebox — every target bootstraps itself on a fresh Debian 12 machine (root) or a dev checkout.
+# `make demo` and `make test` are the two commands a newcomer needs (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+BOOTSTRAP := .ci/bootstrap
+
+# Debian packages each job needs (installed by .ci/bootstrap only where missing).
+APT_DEMO :=
+APT_TEST := dbus redis-server chromium chromium-driver
+APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
+
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean
+
+help:
+	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
+	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier"
+	@echo "make bench  - benchmarks, one JSON object per line"
+	@echo "make lint   - ruff + mypy only"
+
+bootstrap:
+	@$(BOOTSTRAP) $(APT_DEMO)
+
+demo:
+	@$(BOOTSTRAP) $(APT_DEMO)
+	@$(PY) -m edgebox demo
+
+lint:
+	@$(BOOTSTRAP)
+	$(VENV)/bin/ruff check edgebox tests bench hil
+	$(VENV)/bin/ruff format --check edgebox tests bench hil
+	$(VENV)/bin/mypy
+
+unit:
+	@$(BOOTSTRAP) $(APT_TEST)
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+hil-virtual:
+	@$(BOOTSTRAP) $(APT_HIL)
+	hil/virtual/run
+
+test: lint unit hil-virtual
+
+bench:
+	@$(BOOTSTRAP) $(APT_TEST)
+	@$(PY) -m edgebox bench session --json
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
