@@ -1,0 +1,44 @@
+"""The transport seam: a datagram link and a listener that accepts links."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from edgebox.errors import EdgeboxError
+
+
+class LinkClosed(EdgeboxError):
+    """The link is gone (peer disconnected, adapter lost, closed locally)."""
+
+    code = "link_closed"
+
+
+@runtime_checkable
+class DatagramLink(Protocol):
+    """One phone<->box link that carries datagrams of at most `mtu` bytes, in order.
+
+    `send` may wait (back-pressure) until the lower layer accepted the datagram; it never drops
+    silently. `recv` returns the next datagram or raises LinkClosed. `peer` is a stable, printable
+    identifier of the remote end for logs (a D-Bus device path, "loopback-N"), never a secret.
+    """
+
+    @property
+    def mtu(self) -> int: ...
+
+    @property
+    def peer(self) -> str: ...
+
+    async def send(self, datagram: bytes) -> None: ...
+
+    async def recv(self) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LinkListener(Protocol):
+    """The box side: yields a new DatagramLink for each phone that connects."""
+
+    async def accept(self) -> DatagramLink: ...
+
+    async def close(self) -> None: ...
