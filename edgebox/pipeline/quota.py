@@ -1,0 +1,266 @@
+"""Sliding-window token quotas: reserve an estimate before the call, reconcile with real usage after.
+
+Theory of operation: each quota key (a device, a phone) has a log of charges `(time, id, tokens)`.
+The quota is "at most `limit.tokens` tokens charged within any `limit.window_s` seconds" — a true
+sliding window, not a fixed one that resets. A request first *reserves* an estimate that must be an
+upper bound of what it can cost (prompt estimate + max completion tokens); admission and the charge
+are one atomic step, so concurrent requests can never jointly pass the check. After the call the
+charge is *reconciled* to the real usage reported by the upstream (usually lower). A reservation whose
+window already ran out when reconciling is charged afresh at reconcile time, so long streams still
+count. Because admission is atomic and estimates are upper bounds, the only possible overshoot is an
+upstream reporting more than estimated, bounded by one request's estimate.
+
+Two backends with the same semantics:
+- `MemoryQuota`: one process (the gateway's single-replica default, the box's per-phone quotas).
+- `RedisQuota`: any number of replicas; one Lua script does expire + sum + admit/reject + charge
+  atomically inside Redis, using Redis's own clock so replicas agree on time.
+
+A rejection raises `QuotaExceeded` with `retry_after` = seconds until enough charges expire for this
+estimate to fit. An estimate larger than the whole limit can never fit: `QuotaRequestTooLarge`.
+Transport-neutral (no HTTP here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edgebox.errors import EdgeboxError
+
+
+class QuotaExceeded(EdgeboxError):
+    code = "quota_exceeded"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"token quota exhausted; retry after {math.ceil(retry_after)} s")
+        self.retry_after = retry_after
+
+
+class QuotaRequestTooLarge(EdgeboxError):
+    code = "request_exceeds_quota"
+
+    def __init__(self) -> None:
+        super().__init__("the request's token estimate is larger than the whole quota")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimit:
+    tokens: int
+    window_s: float
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1 or self.window_s <= 0:
+            raise ValueError("quota tokens must be >= 1 and window_s > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    key: str
+    rid: str
+    estimate: int
+
+
+class QuotaBackend(Protocol):
+    async def reserve(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation: ...
+
+    async def reconcile(self, reservation: Reservation, actual: int, limit: QuotaLimit) -> None: ...
+
+    async def used(self, key: str, limit: QuotaLimit) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def estimate_tokens(total_chars: int, n_messages: int, max_completion: int) -> int:
+    """An upper-bound-ish estimate: ~1 token per 3 chars plus per-message framing, plus the completion cap."""
+    return total_chars // 3 + 1 + 4 * n_messages + max_completion
+
+
+def _new_rid() -> str:
+    return os.urandom(8).hex()
+
+
+class _Charge:
+    __slots__ = ("at", "rid", "tokens")
+
+    def __init__(self, at: float, rid: str, tokens: int) -> None:
+        self.at = at
+        self.rid = rid
+        self.tokens = tokens
+
+
+class _Log:
+    __slots__ = ("by_rid", "charges", "total")
+
+    def __init__(self) -> None:
+        self.charges: deque[_Charge] = deque()
+        self.by_rid: dict[str, _Charge] = {}
+        self.total = 0
+
+    def expire(self, cutoff: float) -> None:
+        charges = self.charges
+        while charges and charges[0].at <= cutoff:
+            c = charges.popleft()
+            self.total -= c.tokens
+            del self.by_rid[c.rid]
+
+    def add(self, at: float, rid: str, tokens: int) -> None:
+        c = _Charge(at, rid, tokens)
+        self.charges.append(c)
+        self.by_rid[rid] = c
+        self.total += tokens
+
+
+class MemoryQuota:
+    """Single-process backend. `clock` is injectable for tests (defaults to time.monotonic)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[str, _Log] = {}
+
+    def _log(self, key: str, limit: QuotaLimit) -> tuple[_Log, float]:
+        now = self._clock()
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _Log()
+        log.expire(now - limit.window_s)
+        return log, now
+
+    def reserve_now(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation:
+        if estimate > limit.tokens:
+            raise QuotaRequestTooLarge()
+        log, now = self._log(key, limit)
+        if log.total + estimate > limit.tokens:
+            need = log.total + estimate - limit.tokens
+            freed = 0
+            retry = limit.window_s
+            for c in log.charges:
+                freed += c.tokens
+                if freed >= need:
+                    retry = c.at + limit.window_s - now
+                    break
+            raise QuotaExceeded(max(retry, 0.001))
+        rid = _new_rid()
+        log.add(now, rid, estimate)
+        return Reservation(key, rid, estimate)
+
+    def reconcile_now(self, reservation: Reservation, actual: int, limit: QuotaLimit) -> None:
+        actual = max(0, actual)
+        log, now = self._log(reservation.key, limit)
+        c = log.by_rid.get(reservation.rid)
+        if c is not None:
+            log.total += actual - c.tokens
+            c.tokens = actual
+        elif actual:
+            log.add(now, reservation.rid + ":late", actual)
+        if not log.charges:
+            del self._logs[reservation.key]
+
+    async def reserve(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation:
+        return self.reserve_now(key, estimate, limit)
+
+    async def reconcile(self, reservation: Reservation, actual: int, limit: QuotaLimit) -> None:
+        self.reconcile_now(reservation, actual, limit)
+
+    async def used(self, key: str, limit: QuotaLimit) -> int:
+        log, _ = self._log(key, limit)
+        return log.total
+
+    async def close(self) -> None:
+        self._logs.clear()
+
+
+# KEYS[1] = zset (member rid, score ms), KEYS[2] = hash (rid -> tokens).
+# ARGV: estimate, limit, window_ms, rid, mode ("reserve" | "reconcile" | "used")
+_LUA = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local est = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local rid = ARGV[4]
+local mode = ARGV[5]
+local cutoff = now - window
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  for i = 1, #expired, 500 do
+    redis.call('HDEL', KEYS[2], unpack(expired, i, math.min(i + 499, #expired)))
+  end
+end
+local used = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do used = used + tonumber(v) end
+if mode == 'used' then return {1, 0, used} end
+local ttl = window + 60000
+if mode == 'reconcile' then
+  if redis.call('HEXISTS', KEYS[2], rid) == 1 then
+    redis.call('HSET', KEYS[2], rid, est)
+  elseif est > 0 then
+    redis.call('ZADD', KEYS[1], now, rid .. ':late')
+    redis.call('HSET', KEYS[2], rid .. ':late', est)
+  end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return {1, 0, used}
+end
+if used + est > limit then
+  local need = used + est - limit
+  local freed = 0
+  local retry = window
+  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    freed = freed + tonumber(redis.call('HGET', KEYS[2], entries[i]) or '0')
+    if freed >= need then
+      retry = tonumber(entries[i + 1]) + window - now
+      break
+    end
+  end
+  return {0, retry, used}
+end
+redis.call('ZADD', KEYS[1], now, rid)
+redis.call('HSET', KEYS[2], rid, est)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {1, 0, used + est}
+"""
+
+
+class RedisQuota:
+    """Backend shared by replicas. `client` is a `redis.asyncio.Redis`."""
+
+    def __init__(self, client: Any, prefix: str = "edgebox:quota") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_LUA)
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self._prefix}:{{{key}}}"
+        return [base + ":z", base + ":h"]
+
+    async def _run(self, key: str, est: int, limit: QuotaLimit, rid: str, mode: str) -> list[int]:
+        window_ms = max(1, round(limit.window_s * 1000))
+        result = await self._script(keys=self._keys(key), args=[est, limit.tokens, window_ms, rid, mode])
+        return [int(x) for x in result]
+
+    async def reserve(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation:
+        if estimate > limit.tokens:
+            raise QuotaRequestTooLarge()
+        rid = _new_rid()
+        ok, retry_ms, _used = await self._run(key, estimate, limit, rid, "reserve")
+        if not ok:
+            raise QuotaExceeded(max(retry_ms, 1) / 1000)
+        return Reservation(key, rid, estimate)
+
+    async def reconcile(self, reservation: Reservation, actual: int, limit: QuotaLimit) -> None:
+        await self._run(reservation.key, max(0, actual), limit, reservation.rid, "reconcile")
+
+    async def used(self, key: str, limit: QuotaLimit) -> int:
+        return (await self._run(key, 0, limit, "", "used"))[2]
+
+    async def close(self) -> None:
+        await asyncio.shield(self._client.aclose())
