@@ -8,7 +8,7 @@ the offending path (never the offending value).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import msgspec
@@ -19,7 +19,7 @@ MAX_TOTAL_CONTENT_CHARS = 96_000
 MAX_NAME_CHARS = 64
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     system = "system"
     user = "user"
     assistant = "assistant"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     allow = "allow"
     flag = "flag"
     block = "block"

@@ -17,7 +17,9 @@ _CLOSED = object()
 
 
 class LoopbackLink:
-    def __init__(self, mtu: int, peer: str, inbox: asyncio.Queue[object], outbox: asyncio.Queue[object]) -> None:
+    def __init__(
+        self, mtu: int, peer: str, inbox: asyncio.Queue[object], outbox: asyncio.Queue[object]
+    ) -> None:
         self._mtu = mtu
         self._peer = peer
         self._inbox = inbox
