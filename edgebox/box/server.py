@@ -1,0 +1,269 @@
+"""The box's session server: one task per phone link, from framing to application messages.
+
+Theory of operation: `BoxServer.serve(listener)` accepts links from any transport (loopback, BLE)
+and runs `handle_link` for each. A link first runs the framing capabilities exchange, then the
+sans-I/O `BoxConnection` handshake; the server answers its events from the `PhoneRegistry`
+(pairing psk lookups count attempts; pairing completes atomically; unknown or revoked phones are
+refused with a typed error). Once established, each DATA record is decoded as an application
+message: a `prompt` starts a responder task whose deltas stream back as `chunk`s and end with one
+`done` (or `error`); `cancel` cancels it; `ping` gets `pong`. An invalid application message gets a
+typed `error` and the session goes on; a protocol error (replay, tamper, bad frame) ends that link
+only. Log lines carry the phone id, session id and trace id, never text or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from dataclasses import dataclass
+
+from edgebox.box.identity import BoxIdentity
+from edgebox.box.registry import PhoneRegistry, PhoneStatus
+from edgebox.box.responder import RequestContext, Responder
+from edgebox.log import get_logger
+from edgebox.session import messages as app
+from edgebox.session.connection import (
+    BoxConnection,
+    MessageReceived,
+    PairingSecretRequested,
+    PeerClosed,
+    PeerError,
+    PhoneAuthenticated,
+    phone_id,
+)
+from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.framing import DEFAULT_WINDOW, Role
+from edgebox.transport.base import DatagramLink, LinkClosed, LinkListener
+from edgebox.transport.channel import FramedChannel
+
+log = get_logger("edgebox.box.server")
+
+HANDSHAKE_TIMEOUT_S = 30.0
+MAX_INFLIGHT_PROMPTS = 4
+
+
+@dataclass
+class ServerStats:
+    links: int = 0
+    sessions: int = 0
+    pairings: int = 0
+    refused: int = 0
+    protocol_errors: int = 0
+    prompts: int = 0
+
+
+class BoxServer:
+    def __init__(
+        self,
+        identity: BoxIdentity,
+        registry: PhoneRegistry,
+        responder: Responder,
+        *,
+        window: int = DEFAULT_WINDOW,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+    ) -> None:
+        self.identity = identity
+        self.registry = registry
+        self.responder = responder
+        self.window = window
+        self.handshake_timeout = handshake_timeout
+        self.stats = ServerStats()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, listener: LinkListener) -> None:
+        """Accept links until cancelled; each link runs in its own task."""
+        try:
+            while True:
+                link = await listener.accept()
+                task = asyncio.create_task(self.handle_link(link), name=f"box-link {link.peer}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def handle_link(self, link: DatagramLink) -> None:
+        self.stats.links += 1
+        channel = FramedChannel(link, Role.box, window=self.window)
+        session = _LinkSession(self, channel)
+        try:
+            await session.run()
+        except SessionError as exc:
+            self.stats.protocol_errors += 1
+            log.warning("session_failed", peer=link.peer, code=exc.code, reason=str(exc))
+            await session.flush_quietly()
+        except LinkClosed:
+            log.info("link_closed", peer=link.peer, phone=session.phone)
+        finally:
+            await session.stop()
+            await channel.close()
+
+
+class _LinkSession:
+    """State of one link on the box (not reusable)."""
+
+    def __init__(self, server: BoxServer, channel: FramedChannel) -> None:
+        self.server = server
+        self.channel = channel
+        self.conn = BoxConnection(server.identity.private_key)
+        self.phone: str | None = None
+        self._secret_id: bytes | None = None
+        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        await self.channel.open()
+        async with asyncio.timeout(self.server.handshake_timeout):
+            while not self.conn.established:
+                await self._step()
+        while True:
+            if not await self._step():
+                return
+
+    async def _step(self) -> bool:
+        data = await self.channel.recv()
+        events = self.conn.receive_message(data, time.monotonic())
+        keep_going = True
+        for event in events:
+            match event:
+                case PairingSecretRequested(secret_id=sid):
+                    self._secret_id = sid
+                    psk = await asyncio.to_thread(self.server.registry.pairing_psk, sid, time.time())
+                    self.conn.provide_secret(psk)
+                case PhoneAuthenticated(phone_key=key, pairing=pairing):
+                    await self._decide(key, pairing)
+                case MessageReceived(payload=payload):
+                    await self._on_app(payload)
+                case PeerClosed():
+                    keep_going = False
+                case PeerError(code=code):
+                    log.info("peer_error", phone=self.phone, code=code.name)
+                    keep_going = False
+        await self._flush()
+        return keep_going
+
+    async def _decide(self, key: bytes, pairing: bool) -> None:
+        registry = self.server.registry
+        self.phone = phone_id(key)
+        now = time.time()
+        if pairing:
+            assert self._secret_id is not None
+            ok = await asyncio.to_thread(registry.complete_pairing, self._secret_id, key, now)
+            if not ok:
+                self.server.stats.refused += 1
+                self.conn.refuse(ErrorCode.pairing_secret_invalid)
+                await self._flush()
+                raise SessionError(ErrorCode.pairing_secret_invalid, "pairing secret was already used")
+            self.server.stats.pairings += 1
+            log.info("phone_paired", phone=self.phone)
+        else:
+            status = await asyncio.to_thread(registry.phone_status, key)
+            if status is not PhoneStatus.enrolled:
+                code = ErrorCode.phone_revoked if status is PhoneStatus.revoked else ErrorCode.phone_unknown
+                self.server.stats.refused += 1
+                self.conn.refuse(code)
+                await self._flush()
+                raise SessionError(code, f"phone refused ({status.value})")
+        self.conn.accept(time.monotonic())
+        self.server.stats.sessions += 1
+        log.info("session_established", phone=self.phone, session=self.conn.session_id.hex(), pairing=pairing)
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            for message in self.conn.data_to_send():
+                await self.channel.send(message)
+
+    async def flush_quietly(self) -> None:
+        with contextlib.suppress(SessionError, LinkClosed):
+            await self._flush()
+
+    async def send_app(self, message: app.AppMessage) -> None:
+        async with self._send_lock:
+            self.conn.send_message(app.encode(message), time.monotonic())
+            for data in self.conn.data_to_send():
+                await self.channel.send(data)
+
+    async def _on_app(self, payload: bytes) -> None:
+        try:
+            msg = app.decode(payload)
+        except app.MessageError as exc:
+            await self._queue_app(app.Error(code=exc.kind, message=str(exc), id=exc.request_id))
+            return
+        match msg:
+            case app.Prompt():
+                await self._on_prompt(msg)
+            case app.Cancel(id=rid):
+                task = self._requests.get(rid)
+                if task is not None:
+                    task.cancel()
+            case app.Ping(nonce=nonce):
+                await self._queue_app(app.Pong(nonce=nonce))
+            case _:
+                await self._queue_app(
+                    app.Error(
+                        code=app.ErrorKind.invalid_message, message="message type not accepted by the box"
+                    )
+                )
+
+    async def _queue_app(self, message: app.AppMessage) -> None:
+        # Called from inside _step (the connection is not shared with another writer then).
+        self.conn.send_message(app.encode(message), time.monotonic())
+
+    async def _on_prompt(self, prompt: app.Prompt) -> None:
+        if prompt.id in self._requests:
+            await self._queue_app(
+                app.Error(
+                    code=app.ErrorKind.duplicate_id, message="a request with this id is running", id=prompt.id
+                )
+            )
+            return
+        if len(self._requests) >= MAX_INFLIGHT_PROMPTS:
+            await self._queue_app(
+                app.Error(code=app.ErrorKind.busy, message="too many requests in flight", id=prompt.id)
+            )
+            return
+        self.server.stats.prompts += 1
+        task = asyncio.create_task(self._answer(prompt), name=f"prompt {prompt.id}")
+        self._requests[prompt.id] = task
+        task.add_done_callback(functools.partial(self._forget, prompt.id))
+
+    def _forget(self, request_id: str, _task: asyncio.Task[None]) -> None:
+        self._requests.pop(request_id, None)
+
+    async def _answer(self, prompt: app.Prompt) -> None:
+        ctx = RequestContext(phone_id=self.phone or "", trace=prompt.trace)
+        log.info("prompt_started", phone=self.phone, request=prompt.id, trace=prompt.trace)
+        seq = 0
+        try:
+            done: app.Done | None = None
+            async for item in self.server.responder.respond(prompt, ctx):
+                if isinstance(item, app.Done):
+                    done = item
+                    break
+                if item:
+                    await self.send_app(app.Chunk(id=prompt.id, seq=seq, delta=item))
+                    seq += 1
+            await self.send_app(done or app.Done(id=prompt.id, trace=prompt.trace))
+        except asyncio.CancelledError:
+            with contextlib.suppress(SessionError, LinkClosed):
+                await self.send_app(app.Done(id=prompt.id, finish_reason="cancelled", trace=prompt.trace))
+        except (SessionError, LinkClosed):
+            return
+        except app.MessageError as exc:
+            with contextlib.suppress(SessionError, LinkClosed):
+                await self.send_app(app.Error(code=exc.kind, message=str(exc), id=prompt.id))
+        except Exception as exc:
+            log.error("responder_failed", phone=self.phone, request=prompt.id, error=type(exc).__name__)
+            with contextlib.suppress(SessionError, LinkClosed):
+                await self.send_app(
+                    app.Error(code=app.ErrorKind.internal, message="internal error", id=prompt.id)
+                )
+        log.info("prompt_finished", phone=self.phone, request=prompt.id, chunks=seq)
+
+    async def stop(self) -> None:
+        for task in list(self._requests.values()):
+            task.cancel()
+        await asyncio.gather(*self._requests.values(), return_exceptions=True)

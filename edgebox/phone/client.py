@@ -1,0 +1,267 @@
+"""The reference phone client (async), over any `DatagramLink`.
+
+Theory of operation: `pair(link, invite)` and `connect(link, box)` run the framing exchange and the
+sans-I/O `PhoneConnection` handshake and return a `PhoneSession`. The session owns one dispatcher
+task that always drains the channel (so the box is never blocked by a slow reader) and routes each
+application message to the request it belongs to by id. `ask()` sends a `prompt` and yields the
+streamed text; the final `done` is available as `Answer.done`. Box-side `error`s raise `AppError`
+with the typed code; protocol failures raise `SessionError`; link loss raises `LinkClosed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from edgebox.errors import EdgeboxError
+from edgebox.phone.keystore import PairedBox, PhoneKeystore
+from edgebox.pipeline.chat import ChatMessage, Role
+from edgebox.session import messages as app
+from edgebox.session.connection import MessageReceived, PeerClosed, PeerError, PhoneConnection
+from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.framing import DEFAULT_WINDOW
+from edgebox.session.framing import Role as FramingRole
+from edgebox.session.invite import InviteError, PairingInvite
+from edgebox.transport.base import DatagramLink, LinkClosed
+from edgebox.transport.channel import FramedChannel
+
+HANDSHAKE_TIMEOUT_S = 30.0
+_ids = itertools.count(1)
+
+
+class AppError(EdgeboxError):
+    """The box answered a request with a typed application error."""
+
+    def __init__(self, error: app.Error) -> None:
+        super().__init__(error.message, code=error.code.value)
+        self.error = error
+
+
+@dataclass
+class Answer:
+    request_id: str
+    chunks: list[str] = field(default_factory=list)
+    done: app.Done | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+async def _handshake(
+    link: DatagramLink, conn: PhoneConnection, window: int, timeout: float
+) -> tuple[FramedChannel, PhoneConnection]:
+    channel = FramedChannel(link, FramingRole.phone, window=window)
+    try:
+        await channel.open()
+        conn.start()
+        async with asyncio.timeout(timeout):
+            while not conn.established:
+                for message in conn.data_to_send():
+                    await channel.send(message)
+                data = await channel.recv()
+                for event in conn.receive_message(data, time.monotonic()):
+                    if isinstance(event, PeerError):
+                        raise SessionError(event.code, f"box refused the session ({event.code.name})")
+            for message in conn.data_to_send():
+                await channel.send(message)
+    except TimeoutError:
+        await channel.close()
+        raise SessionError(ErrorCode.timeout, "handshake timed out") from None
+    except BaseException:
+        # Tell the box why, if we can, then drop the link.
+        with contextlib.suppress(Exception):
+            for message in conn.data_to_send():
+                await channel.send(message)
+        await channel.close()
+        raise
+    return channel, conn
+
+
+async def pair(
+    link: DatagramLink,
+    keystore: PhoneKeystore,
+    invite: PairingInvite,
+    *,
+    window: int = DEFAULT_WINDOW,
+    timeout: float = HANDSHAKE_TIMEOUT_S,
+) -> PhoneSession:
+    """Pair with the box named by `invite` (from its QR code) and return the open session."""
+    if invite.expired(time.time()):
+        raise InviteError("pairing code has expired; show a new one on the box", code="invite_expired")
+    conn = PhoneConnection(
+        keystore.identity, invite.box_key_hash, pairing_secret=(invite.secret_id, invite.secret)
+    )
+    channel, conn = await _handshake(link, conn, window, timeout)
+    keystore.remember(PairedBox(invite.box_id.hex(), invite.box_key_hash, int(time.time())))
+    return PhoneSession(channel, conn)
+
+
+async def connect(
+    link: DatagramLink,
+    keystore: PhoneKeystore,
+    box: PairedBox,
+    *,
+    window: int = DEFAULT_WINDOW,
+    timeout: float = HANDSHAKE_TIMEOUT_S,
+) -> PhoneSession:
+    """Open an authenticated session with a box this phone paired with before."""
+    conn = PhoneConnection(keystore.identity, box.key_hash)
+    channel, conn = await _handshake(link, conn, window, timeout)
+    return PhoneSession(channel, conn)
+
+
+class PhoneSession:
+    def __init__(self, channel: FramedChannel, conn: PhoneConnection) -> None:
+        self.channel = channel
+        self.conn = conn
+        self._routes: dict[str, asyncio.Queue[app.AppMessage | BaseException]] = {}
+        self._pongs: dict[int, asyncio.Future[None]] = {}
+        self._send_lock = asyncio.Lock()
+        self._error: BaseException | None = None
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="phone-dispatch")
+
+    @property
+    def session_id(self) -> bytes:
+        return self.conn.session_id
+
+    async def _dispatch(self) -> None:
+        try:
+            while True:
+                data = await self.channel.recv()
+                for event in self.conn.receive_message(data, time.monotonic()):
+                    if isinstance(event, MessageReceived):
+                        self._route(app.decode(event.payload))
+                    elif isinstance(event, PeerClosed):
+                        raise LinkClosed("box closed the session")
+                    elif isinstance(event, PeerError):
+                        raise SessionError(event.code, f"box ended the session ({event.code.name})")
+        except (SessionError, LinkClosed, app.MessageError) as exc:
+            self._error = exc
+        except asyncio.CancelledError:
+            self._error = LinkClosed("session closed")
+        for q in self._routes.values():
+            q.put_nowait(self._error or LinkClosed("session closed"))
+        for fut in self._pongs.values():
+            if not fut.done():
+                fut.set_exception(self._error or LinkClosed("session closed"))
+
+    def _route(self, msg: app.AppMessage) -> None:
+        if isinstance(msg, app.Pong):
+            fut = self._pongs.pop(msg.nonce, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        rid = getattr(msg, "id", None)
+        queue = self._routes.get(rid if isinstance(rid, str) else "")
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def _send(self, msg: app.AppMessage) -> None:
+        if self._error is not None:
+            raise self._error
+        async with self._send_lock:
+            self.conn.send_message(app.encode(msg), time.monotonic())
+            for data in self.conn.data_to_send():
+                await self.channel.send(data)
+
+    async def ask_stream(
+        self,
+        messages: str | Sequence[ChatMessage],
+        *,
+        request_id: str | None = None,
+        trace: str | None = None,
+        max_tokens: int = 512,
+    ) -> AsyncIterator[str | app.Done]:
+        """Send a prompt; yield text deltas, then the final `Done`."""
+        if isinstance(messages, str):
+            messages = [ChatMessage(role=Role.user, content=messages)]
+        rid = request_id or f"r{next(_ids)}"
+        queue: asyncio.Queue[app.AppMessage | BaseException] = asyncio.Queue()
+        self._routes[rid] = queue
+        try:
+            prompt = app.Prompt(
+                id=rid, messages=list(messages), trace=trace, options=app.Options(max_tokens=max_tokens)
+            )
+            await self._send(prompt)
+            expected = 0
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, app.Chunk):
+                    if item.seq != expected:
+                        raise SessionError(ErrorCode.unexpected_message, "chunk out of order")
+                    expected += 1
+                    yield item.delta
+                elif isinstance(item, app.Done):
+                    yield item
+                    return
+                elif isinstance(item, app.Error):
+                    raise AppError(item)
+        finally:
+            self._routes.pop(rid, None)
+
+    async def ask(self, messages: str | Sequence[ChatMessage], **kwargs: object) -> Answer:
+        answer = Answer(request_id="")
+        async for item in self.ask_stream(messages, **kwargs):  # type: ignore[arg-type]
+            if isinstance(item, app.Done):
+                answer.done = item
+                answer.request_id = item.id
+            else:
+                answer.chunks.append(item)
+        return answer
+
+    async def cancel(self, request_id: str) -> None:
+        await self._send(app.Cancel(id=request_id))
+
+    async def ping(self, timeout: float = 10.0) -> None:
+        nonce = next(_ids)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[nonce] = fut
+        await self._send(app.Ping(nonce=nonce))
+        async with asyncio.timeout(timeout):
+            await fut
+
+    async def send_raw(self, payload: bytes) -> None:
+        """Send arbitrary bytes as one DATA record (tests: invalid application messages)."""
+        async with self._send_lock:
+            self.conn.send_message(payload, time.monotonic())
+            for data in self.conn.data_to_send():
+                await self.channel.send(data)
+
+    async def next_unrouted_error(self, timeout: float = 10.0) -> app.Error:
+        """Wait for an `error` without a request id (answer to an invalid message)."""
+        queue: asyncio.Queue[app.AppMessage | BaseException] = asyncio.Queue()
+        self._routes[""] = queue
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, app.Error):
+                        return item
+        finally:
+            self._routes.pop("", None)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            async with self._send_lock:
+                self.conn.close(time.monotonic())
+                for data in self.conn.data_to_send():
+                    await self.channel.send(data)
+        self._dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._dispatcher
+        await self.channel.close()
+
+    async def __aenter__(self) -> PhoneSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
