@@ -1,0 +1,1 @@
+"""The cloud AI gateway: mTLS device identity, validation, injection check, quotas, key injection."""

@@ -1,0 +1,78 @@
+"""Gateway configuration: an embedded default, optionally overridden by a TOML file and CLI flags.
+
+Theory of operation: one strict msgspec struct (unknown keys rejected, so a typo in a threshold is an
+error, not a silently ignored setting). `GatewayConfig()` is the embedded default for a single
+machine: in-memory quotas, sqlite revocation store next to the CA in ./var/pki, audit lines on
+stderr. `--redis URL` switches quotas and revocations to Redis for any number of replicas.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from edgebox.errors import ConfigError
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class AnomalyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Per-device thresholds; crossing any of them revokes the box and raises an alert."""
+
+    enabled: bool = True
+    window_s: Positive = 60.0
+    max_validation_failures: Count = 20
+    max_blocked_injections: Count = 5
+    max_identical_prompts: Count = 30
+    rate_window_s: Positive = 10.0
+    max_requests_per_rate_window: Count = 300
+    webhook_url: str | None = None
+
+
+class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    listen_host: str = "127.0.0.1"
+    listen_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8443
+    pki_dir: str = "var/pki"
+    server_cert: str | None = None  # default <pki_dir>/server.crt
+    server_key: str | None = None  # default <pki_dir>/server.key
+    redis_url: str | None = None
+    upstream_url: str = "https://api.openai.com/v1"
+    upstream_key_file: str | None = None
+    upstream_key_credential: str = "upstream-key"  # systemd LoadCredential= name
+    upstream_timeout_s: Positive = 120.0
+    upstream_connections: Count = 256
+    max_body_bytes: Count = 256 * 1024
+    body_timeout_s: Positive = 10.0
+    quota_tokens: Count = 200_000
+    quota_window_s: Positive = 3600.0
+    default_max_tokens: Count = 1024
+    injection_flag_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    injection_block_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
+    cert_lifetime_hours: Positive = 24.0
+    revocation_sweep_s: Positive = 1.0
+    audit_file: str = "-"  # "-" = stderr
+    anomaly: AnomalyConfig = AnomalyConfig()
+
+
+def load_config(path: Path | None = None, **overrides: object) -> GatewayConfig:
+    """The embedded default, then the TOML file (if any), then non-None overrides."""
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError:
+            raise ConfigError(f"cannot read gateway config {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"gateway config {path} is not valid TOML: {exc}") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        cfg = msgspec.convert(data, GatewayConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"gateway config invalid: {exc}") from None
+    if cfg.injection_flag_threshold > cfg.injection_block_threshold:
+        raise ConfigError("gateway config invalid: injection_flag_threshold > injection_block_threshold")
+    return cfg
