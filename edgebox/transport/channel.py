@@ -80,9 +80,11 @@ class FramedChannel:
                 messages = self.framer.receive_datagram(datagram)
                 if self.framer.is_open:
                     self._opened.set()
-                await self._flush()
+                # Deliver before acking: a peer that sends its last message and hangs up must
+                # still have that message read, even though our ack can no longer be sent.
                 for message in messages:
                     await self._messages.put(message)
+                await self._flush()
                 async with self._progress:
                     self._progress.notify_all()
         except (SessionError, LinkClosed) as exc:

@@ -1,0 +1,103 @@
+"""Unix-domain SOCK_SEQPACKET transport: datagram links between processes on one machine.
+
+Used by the command-line phone and box for development and the demo when no Bluetooth is around.
+SEQPACKET keeps datagram boundaries and order like GATT writes/notifications; the socket file is
+created 0600 so only the box's user can connect. The MTU is a parameter (default 244, a typical
+BLE payload) so the framing behaves as it would over the air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+from pathlib import Path
+
+from edgebox.transport.base import DatagramLink, LinkClosed
+
+_ids = itertools.count(1)
+DEFAULT_MTU = 244
+
+
+class SeqpacketLink:
+    def __init__(self, sock: socket.socket, mtu: int, peer: str) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._mtu = mtu
+        self._peer = peer
+        self._closed = False
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    async def send(self, datagram: bytes) -> None:
+        if self._closed:
+            raise LinkClosed("link is closed")
+        if len(datagram) > self._mtu:
+            raise ValueError(f"datagram of {len(datagram)} bytes exceeds link MTU {self._mtu}")
+        try:
+            await asyncio.get_running_loop().sock_sendall(self._sock, datagram)
+        except OSError:
+            self._closed = True
+            raise LinkClosed("peer went away") from None
+
+    async def recv(self) -> bytes:
+        if self._closed:
+            raise LinkClosed("link is closed")
+        try:
+            data = await asyncio.get_running_loop().sock_recv(self._sock, self._mtu + 1)
+        except OSError:
+            data = b""
+        if not data:
+            self._closed = True
+            raise LinkClosed("peer closed the link")
+        return data
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+async def connect(path: Path, mtu: int = DEFAULT_MTU) -> SeqpacketLink:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, str(path))
+    except OSError as exc:
+        sock.close()
+        raise LinkClosed(f"cannot connect to box socket {path} ({exc.strerror})") from None
+    return SeqpacketLink(sock, mtu, f"unix:{path.name}")
+
+
+class SeqpacketListener:
+    def __init__(self, path: Path, mtu: int = DEFAULT_MTU) -> None:
+        self.path = path
+        self._mtu = mtu
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old = os.umask(0o177)
+        try:
+            self._sock.bind(str(path))
+        finally:
+            os.umask(old)
+        self._sock.listen(16)
+        self._sock.setblocking(False)
+
+    async def accept(self) -> DatagramLink:
+        conn, _ = await asyncio.get_running_loop().sock_accept(self._sock)
+        return SeqpacketLink(conn, self._mtu, f"unix-peer-{next(_ids)}")
+
+    async def close(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
