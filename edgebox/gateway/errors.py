@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "body_too_large": 413,
     "body_timeout": 408,
+    "body_incomplete": 400,
     "certificate_revoked": 403,
     "certificate_expired": 403,
     "device_unknown": 403,
@@ -40,6 +41,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upstream_busy": 503,
     "upstream_timeout": 504,
     "internal_error": 500,
+    "backend_unavailable": 503,
 }
 
 _TYPE_BY_STATUS = {

@@ -69,6 +69,7 @@ from edgebox.pipeline.quota import (
     QuotaRequestTooLarge,
     RedisQuota,
     Reservation,
+    connect_redis,
     estimate_tokens,
 )
 from edgebox.pipeline.rules import RuleClassifier
@@ -83,6 +84,7 @@ KNOWN_PATHS = {CHAT_PATH: "POST", RENEW_PATH: "POST", "/openapi.json": "GET", "/
 MAX_UPSTREAM_BODY = 16 * 1024 * 1024
 DRAIN_FACTOR = 4
 _SERVER_HEADER = "edgebox"
+_CLOSE_AFTER = web.RequestKey("edgebox_close_after", bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +199,7 @@ class Gateway:
         cfg = self.cfg
         pki = Path(cfg.pki_dir)
         if cfg.redis_url and (self._quota is None or self._store is None):
-            import redis.asyncio as aioredis
-
-            self._redis = aioredis.from_url(cfg.redis_url)
+            self._redis = connect_redis(cfg.redis_url)
         if self._quota is None:
             self._quota = RedisQuota(self._redis) if self._redis is not None else MemoryQuota()
         if self._store is None:
@@ -291,13 +291,14 @@ class Gateway:
 
     def _abort_later(self, request: web.Request) -> None:
         """Close the connection after the current (error) response is written."""
-        request.protocol.force_close()
+        request[_CLOSE_AFTER] = True
 
-    def close_box_connections(self, box_id: str) -> int:
+    def close_box_connections(self, box_id: str, *, spare: Any = None) -> int:
+        """Abort every live connection of a box (except `spare`, closed after its current response)."""
         conns = self._live.pop(box_id, None)
         n = 0
         for t in list(conns or ()):
-            if not t.is_closing():
+            if t is not spare and not t.is_closing():
                 t.abort()
                 n += 1
         return n
@@ -325,9 +326,12 @@ class Gateway:
                     t.abort()
                     log.info("connection_closed_revoked", device=box_id, serial=ident.serial)
 
-    async def revoke_for_anomaly(self, ident: DeviceIdentity, verdict: AnomalyVerdict, trace_id: str) -> None:
+    async def revoke_for_anomaly(
+        self, request: web.Request, ident: DeviceIdentity, verdict: AnomalyVerdict, trace_id: str
+    ) -> None:
         await self.store.revoke_box(ident.box_id, "anomaly: " + verdict.explain())
-        closed = self.close_box_connections(ident.box_id)
+        self._abort_later(request)
+        closed = self.close_box_connections(ident.box_id, spare=request.transport)
         log.warning(
             "anomaly_revoked",
             alert=True,
@@ -373,9 +377,11 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("alert_webhook_failed", error=type(exc).__name__)
 
-    async def _anomaly(self, verdict: AnomalyVerdict | None, ident: DeviceIdentity, trace_id: str) -> None:
+    async def _anomaly(
+        self, request: web.Request, verdict: AnomalyVerdict | None, ident: DeviceIdentity, trace_id: str
+    ) -> None:
         if verdict is not None:
-            await self.revoke_for_anomaly(ident, verdict, trace_id)
+            await self.revoke_for_anomaly(request, ident, verdict, trace_id)
 
     # ---- handlers --------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.StreamResponse:
@@ -392,14 +398,17 @@ class Gateway:
             return resp
         return self._error_response(GatewayError("not_found", "no such endpoint"), None)
 
-    def _error_response(self, err: GatewayError, traceparent: str | None) -> web.Response:
+    def _error_response(
+        self, err: GatewayError, traceparent: str | None, request: web.Request | None = None
+    ) -> web.Response:
         headers = err.headers()
         headers["Server"] = _SERVER_HEADER
         if traceparent:
             headers["traceparent"] = traceparent
-        return web.Response(
-            status=err.status, body=error_body(err), content_type="application/json", headers=headers
-        )
+        resp = web.Response(status=err.status, body=error_body(err), content_type="application/json", headers=headers)
+        if request is not None and request.get(_CLOSE_AFTER):
+            resp.force_close()
+        return resp
 
     async def _read_body(self, request: web.Request, limit: int) -> bytes:
         ctype = request.content_type
@@ -428,6 +437,9 @@ class Gateway:
         except TimeoutError:
             self._abort_later(request)
             raise GatewayError("body_timeout", "request body not received in time") from None
+        except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError):
+            self._abort_later(request)
+            raise GatewayError("body_incomplete", "the request body was cut short or malformed") from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _drain(self, request: web.Request) -> None:
@@ -464,9 +476,27 @@ class Gateway:
                     score=out.score,
                     estimate_tokens=out.estimate,
                 )
-            return self._error_response(err, echo)
+            return self._error_response(err, echo, request)
+        except Exception as exc:
+            return self._internal_error(exc, echo, ident, tp.trace_id)
         finally:
             structlog.contextvars.clear_contextvars()
+
+    def _internal_error(
+        self, exc: Exception, echo: str, ident: DeviceIdentity | None, trace_id: str
+    ) -> web.StreamResponse:
+        import redis.exceptions
+
+        if isinstance(exc, redis.exceptions.RedisError):
+            err = GatewayError("backend_unavailable", "the shared quota/revocation store is unavailable")
+        else:
+            err = GatewayError("internal_error", f"internal error (trace id {trace_id})")
+        # the exception *type* only: its text could quote request data
+        log.error("request_failed", error=type(exc).__name__, code=err.code)
+        if ident is not None:
+            self.audit.record(event="request", device=ident.box_id, serial=ident.serial, trace_id=trace_id,
+                              decision="error", status=err.status, code=err.code)
+        return self._error_response(err, echo)
 
     async def _chat_checked(
         self, request: web.Request, ident: DeviceIdentity, tp: trace.TraceParent, echo: str, out: _Outcome
@@ -476,7 +506,7 @@ class Gateway:
             body = await self._read_body(request, self.cfg.max_body_bytes)
             req = decode_request(body)
         except (GatewayError, RequestInvalid) as exc:
-            await self._anomaly(self.anomaly.observe_validation_failure(ident.box_id), ident, tp.trace_id)
+            await self._anomaly(request, self.anomaly.observe_validation_failure(ident.box_id), ident, tp.trace_id)
             if isinstance(exc, RequestInvalid):
                 raise GatewayError(exc.code, str(exc), param=exc.path) from None
             raise
@@ -488,7 +518,7 @@ class Gateway:
         )
         verdict = self.anomaly.observe_request(ident.box_id, digest)
         if verdict is not None:
-            await self.revoke_for_anomaly(ident, verdict, tp.trace_id)
+            await self.revoke_for_anomaly(request, ident, verdict, tp.trace_id)
             raise GatewayError("certificate_revoked", "client certificate has been revoked")
 
         scores = self.classifier.score([m.content for m in messages])
@@ -496,7 +526,7 @@ class Gateway:
         decision = self.policy.decide(score)
         if decision is Decision.block:
             out.decision = "block"
-            await self._anomaly(self.anomaly.observe_blocked_injection(ident.box_id), ident, tp.trace_id)
+            await self._anomaly(request, self.anomaly.observe_blocked_injection(ident.box_id), ident, tp.trace_id)
             raise GatewayError("prompt_blocked", "the prompt was blocked by the injection policy")
 
         cap = completion_cap(req)
@@ -690,7 +720,7 @@ class Gateway:
                     status=err.status,
                     code=err.code,
                 )
-            return self._error_response(err, tp.format())
+            return self._error_response(err, tp.format(), request)
         finally:
             structlog.contextvars.clear_contextvars()
 

@@ -264,3 +264,11 @@ class RedisQuota:
 
     async def close(self) -> None:
         await asyncio.shield(self._client.aclose())
+
+
+def connect_redis(url: str, *, max_connections: int = 64) -> Any:
+    """A `redis.asyncio.Redis` whose pool waits for a free connection instead of failing under load."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
+    return aioredis.Redis(connection_pool=pool)

@@ -179,7 +179,7 @@ class RedisCertStore:
 
 def open_store(pki_dir: Path, redis_url: str | None) -> CertStore:
     if redis_url:
-        import redis.asyncio as aioredis
+        from edgebox.pipeline.quota import connect_redis
 
-        return RedisCertStore(aioredis.from_url(redis_url))
+        return RedisCertStore(connect_redis(redis_url, max_connections=4))
     return SqliteCertStore(pki_dir / "certs.sqlite")
