@@ -167,12 +167,12 @@ class PromptLogRepository:
     def purge(self, *, now: float | None = None) -> PurgeCounts:
         at = self._clock() if now is None else now
         with self._db.transaction() as tx:
+            deleted = tx.execute(
+                "DELETE FROM prompt_log WHERE created_at < ?", (at - self.policy.retention_s,)
+            ).rowcount
             cleared = tx.execute(
                 "UPDATE prompt_log SET prompt_text = NULL, answer_text = NULL "
                 "WHERE created_at < ? AND (prompt_text IS NOT NULL OR answer_text IS NOT NULL)",
                 (at - self.policy.text_retention_s,),
-            ).rowcount
-            deleted = tx.execute(
-                "DELETE FROM prompt_log WHERE created_at < ?", (at - self.policy.retention_s,)
             ).rowcount
         return PurgeCounts(int(cleared), int(deleted))
