@@ -15,7 +15,7 @@ from .conftest import DIM, FakeClock, vec
 
 def test_normalise_prompt() -> None:
     assert normalise_prompt("  What IS\tthe\n\nRate? ") == "what is the rate?"
-    assert normalise_prompt("ＡＢＣ") == "abc"  # NFKC full-width
+    assert normalise_prompt("\uff21\uff22\uff23") == "abc"  # NFKC folds full-width letters
 
 
 def test_cache_lookup_threshold_model_and_hits(store: Store, clock: FakeClock) -> None:

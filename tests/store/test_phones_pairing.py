@@ -160,10 +160,17 @@ def test_concurrent_consumers_on_separate_connections_single_winner(
         outcomes: list[str] = []
         lock = threading.Lock()
 
-        def worker(s: Store) -> None:
+        def worker(
+            s: Store,
+            barrier: threading.Barrier = barrier,
+            secret_id: int = secret.secret_id,
+            h: bytes = h,
+            outcomes: list[str] = outcomes,
+            lock: threading.Lock = lock,
+        ) -> None:
             barrier.wait()
             try:
-                s.pairing.consume(secret.secret_id, h)
+                s.pairing.consume(secret_id, h)
                 result = "ok"
             except PairingSecretUsedError:
                 result = "used"
