@@ -1,0 +1,147 @@
+"""Fixtures shared by the virtual and the real HIL tier.
+
+Configuration comes from the environment (hil/virtual/guest.py sets it in the qemu guest; on real
+hardware see hil/real/README.md):
+
+    HIL_BOX_ADAPTER       adapter the box runs on (hci0); empty with HIL_BOX_ADDRESS = remote box
+    HIL_BOX_ADDRESS       address of a box running elsewhere (real tier, laptop as central)
+    HIL_PHONE_ADAPTERS    comma-separated central adapters (hci1,hci2)
+    HIL_BLUETOOTHD_RESTART  shell command restarting bluetoothd (where the box runs)
+    HIL_BTVIRT            "1" under btvirt (two rotating advertisement instances, see notes item 2)
+
+The box is a separate process (`python -m edgebox.ble.echo`) started once per session, as it would
+be on the Pi; its JSON events on stdout are collected by a thread so tests can follow the box side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = Path(os.environ.get("HIL_RESULTS", REPO / "var" / "hil" / "local"))
+
+
+@dataclass
+class HilConfig:
+    box_adapter: str
+    box_address: str | None
+    phone_adapters: list[str]
+    restart_cmd: str | None
+    btvirt: bool
+    box_name: str = "ebx-hil"
+    box_id: str = "hil-box-1"
+
+
+@dataclass
+class BoxProcess:
+    proc: subprocess.Popen[str] | None
+    events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def wait_event(self, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
+        """Next event (not yet consumed) matching predicate; fails the test after `timeout`."""
+        for event in self.seen:
+            if predicate(event):
+                self.seen.remove(event)
+                return event
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"box event not seen within {timeout} s; unconsumed: {self.seen[-10:]}")
+            try:
+                event = self.events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if predicate(event):
+                return event
+            self.seen.append(event)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.seen.append(self.events.get_nowait())
+            except queue.Empty:
+                return
+
+    def forget(self) -> None:
+        self.drain()
+        self.seen.clear()
+
+
+def pytest_report_header() -> str:
+    cfg = _config()
+    return f"HIL: box {cfg.box_adapter or cfg.box_address}, phones {cfg.phone_adapters}, btvirt={cfg.btvirt}"
+
+
+def _config() -> HilConfig:
+    phones = [a for a in os.environ.get("HIL_PHONE_ADAPTERS", "").split(",") if a]
+    return HilConfig(
+        box_adapter=os.environ.get("HIL_BOX_ADAPTER", ""),
+        box_address=os.environ.get("HIL_BOX_ADDRESS") or None,
+        phone_adapters=phones,
+        restart_cmd=os.environ.get("HIL_BLUETOOTHD_RESTART") or None,
+        btvirt=os.environ.get("HIL_BTVIRT") == "1",
+    )
+
+
+@pytest.fixture(scope="session")
+def hil() -> HilConfig:
+    cfg = _config()
+    if not cfg.phone_adapters or not (cfg.box_adapter or cfg.box_address):
+        pytest.fail("HIL environment not configured: set HIL_BOX_ADAPTER/HIL_BOX_ADDRESS and HIL_PHONE_ADAPTERS")
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def box(hil: HilConfig) -> Iterator[BoxProcess]:
+    """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available)."""
+    if not hil.box_adapter:
+        yield BoxProcess(proc=None)
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stderr = (RESULTS / "box.log").open("a")
+    argv = [sys.executable, "-m", "edgebox.ble.echo", "--adapter", hil.box_adapter, "--name", hil.box_name,
+            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
+    bp = BoxProcess(proc=proc)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                bp.events.put(json.loads(line))
+            except ValueError:
+                bp.events.put({"event": "unparsed", "line": line.strip()})
+
+    threading.Thread(target=pump, daemon=True).start()
+    ready = bp.wait_event(lambda e: e["event"] == "ready", timeout=60)
+    assert ready["state"] == "advertising", ready
+    try:
+        yield bp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        stderr.close()
+
+
+def restart_bluetoothd(hil: HilConfig) -> None:
+    if hil.restart_cmd is None:
+        pytest.fail("HIL_BLUETOOTHD_RESTART is not set")
+    subprocess.run(shlex.split(hil.restart_cmd), check=True, timeout=60)
