@@ -1,0 +1,246 @@
+"""Text features of the injection classifier, shared by the build (training) and run time.
+
+Theory of operation: the same pure-Python/numpy code produces the features at build time and on the
+box, so a trained head sees identical inputs in both places. Three blocks, concatenated:
+
+1. the MiniLM sentence embedding (computed by `Embedder`, possibly reused from the semantic cache);
+2. hashed character n-grams (3..5) of the *normalised* text: NFKC, zero-width/bidi controls removed,
+   Cyrillic/Greek look-alikes folded to Latin inside mixed-script words, lower-cased, whitespace
+   collapsed; counts are log-scaled and L2-normalised. Hashing is a fixed polynomial hash in numpy
+   (never Python's salted `hash`), so it is stable across processes and machines;
+3. a few rule signals that n-grams and embeddings miss: invisible characters, homoglyph words,
+   encoded payloads (base64 / hex / binary / rot13) that decode to instruction-like text, chat-role
+   markers, and a small multilingual lexicon of override / exfiltration / persona phrases.
+
+`decisive_rule_score` is the one place rules act alone: an encoded payload that decodes to an
+override instruction, or invisible characters hiding one, is scored high whatever the head says.
+Very long inputs are featurised from their head and tail (MAX_CHARS) to bound the cost.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+NGRAM_DIM = 1 << 14
+NGRAM_SIZES = (3, 4, 5)
+MAX_CHARS = 6000
+FEATURE_VERSION = 1
+
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufe00-\ufe0f]")
+_HOMOGLYPHS = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
+        "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ɡ": "g", "ӏ": "l", "А": "A", "В": "B",
+        "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "І": "I",
+        "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "i", "κ": "k", "τ": "t", "υ": "u", "χ": "x", "ε": "e",
+        "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
+        "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+# Multilingual lexicon (lower-cased, normalised text). Deliberately about *overriding instructions*,
+# *revealing hidden configuration* and *persona jailbreaks*, not about editing verbs ("rewrite",
+# "ignore the typos", "act as an editor" must stay benign).
+_OVERRIDE = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass|skip|drop|abandon|discard)\b[^.\n]{0,40}?"
+    r"\b(previous|prior|above|earlier|preceding|former|original|initial|system|all|your|any|every|the)\b"
+    r"[^.\n]{0,30}?\b(instructions?|rules|guidelines|directives|prompts?|guardrails|restrictions|"
+    r"policies|polic(y|ies)|programming|constraints|commands|orders|context)\b"
+    r"|\b(ignoriere|vergiss|missachte|übergehe)\b[^.\n]{0,40}?\b(anweisungen|instruktionen|regeln|vorgaben|befehle)"
+    r"|\b(ignore[zs]?|oublie[zs]?|oubliez)\b[^.\n]{0,40}?\b(instructions|consignes|règles|directives)"
+    r"|\b(ignora|ignore|olvida|olvide|olvídate|descarta)\b[^.\n]{0,40}?\b(instrucciones|reglas|indicaciones|directrices)"
+    r"|\b(ignora|dimentica|trascura)\b[^.\n]{0,40}?\b(istruzioni|regole|indicazioni|direttive)"
+    r"|\b(ignore|esqueça|esqueca|desconsidere|ignora)\b[^.\n]{0,40}?\b(instruções|instrucoes|regras|diretrizes)"
+    r"|\b(negeer|vergeet)\b[^.\n]{0,40}?\b(instructies|regels|richtlijnen)"
+    r"|\b(игнорируй|игнорируйте|забудь|забудьте)\b[^.\n]{0,40}?(инструкци|правил|указани)"
+    r"|(忽略|无视|忘记|忘掉)[^。\n]{0,20}?(指令|指示|规则|提示)"
+    r"|(無視|忘れ)[^。\n]{0,20}?(指示|命令|ルール|指令)|(指示|命令|ルール)[^。\n]{0,10}?(無視|忘れ)"
+)
+_EXFIL = re.compile(
+    r"\b(system prompt|system message|hidden (prompt|instructions)|initial instructions|original instructions|"
+    r"developer (message|instructions)|your instructions (verbatim|word for word)|prompt (verbatim|word for word)|"
+    r"secret key|api key|password|passphrase|credentials?)\b"
+    r"|\b(systemprompt|systemanweisung|prompt système|prompt del sistema|prompt do sistema)\b"
+    r"|системн\w* (промпт|подсказк|инструкц)|(系统提示|系統提示|システムプロンプト)"
+)
+_PERSONA = re.compile(
+    r"\b(dan|do anything now|developer mode|dev mode|jailbreak\w*|jail-?broken|god mode|"
+    r"unrestricted|unfiltered|uncensored|no (restrictions|limitations|limits|rules|filters|boundaries|guidelines)|"
+    r"without (any )?(restrictions|limitations|filters|censorship|rules|guidelines)|"
+    r"stay in character|you are no longer|you are now (free|unrestricted|a|an|in)|from now on,? you (are|will)|"
+    r"pretend (that )?you (are|have) no|evil (ai|assistant|confidant)|opposite mode|anti-?dan)\b"
+    r"|\b(ohne (einschränkungen|regeln|grenzen|filter))\b|\b(sans (restrictions|limites|filtres|règles))\b"
+    r"|\b(sin (restricciones|límites|filtros|reglas))\b|\b(senza (restrizioni|limiti|filtri|regole))\b"
+    r"|\b(sem (restrições|restricoes|limites|filtros|regras))\b"
+)
+_ROLE_MARKER = re.compile(
+    r"(^|\n)\s*(\[?(system|sys|admin|developer|root)\]?\s*[:>\]]|#{2,}\s*(system|instruction|new instructions?)\b|"
+    r"<\|?(im_start|im_end|system|endoftext|eot_id|start_header_id)\|?>|</?(system|instructions?|sys)>|"
+    r"\[/?inst\]|<<\s*sys\s*>>|end of (user )?(input|prompt|document|context))"
+)
+_B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){12,}")
+_BIN = re.compile(r"(?:[01]{8}\s?){6,}")
+_KEYWORDS = re.compile(
+    r"ignore|instruction|system prompt|disregard|forget|reveal|password|secret|jailbreak|bypass|override|"
+    r"comply|admin|previous"
+)
+
+SIGNAL_NAMES = (
+    "invisible_chars",
+    "homoglyph_words",
+    "encoded_payload",
+    "encoded_instruction",
+    "rot13_instruction",
+    "role_marker",
+    "override_phrase",
+    "exfil_phrase",
+    "persona_phrase",
+    "override_and_exfil",
+    "non_ascii_ratio",
+)
+SIGNAL_DIM = len(SIGNAL_NAMES)
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    text: str
+    invisible: int
+    homoglyph_words: int
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_CHARS:
+        return text
+    head = MAX_CHARS * 2 // 3
+    return text[:head] + "\n" + text[-(MAX_CHARS - head) :]
+
+
+def normalise(text: str) -> Normalised:
+    text = _clip(text)
+    stripped, invisible = _INVISIBLE.subn("", text)
+    folded = unicodedata.normalize("NFKC", stripped)
+    homoglyph_words = 0
+
+    def fold_word(match: re.Match[str]) -> str:
+        nonlocal homoglyph_words
+        word = match.group(0)
+        if word.isascii():
+            return word
+        mapped = word.translate(_HOMOGLYPHS)
+        if mapped != word and any("a" <= c.lower() <= "z" for c in word):
+            homoglyph_words += 1  # Latin mixed with look-alikes: "Іgnоrе" -> "Ignore"
+            return mapped
+        return word
+
+    folded = _WORD.sub(fold_word, folded)
+    folded = _SPACE.sub(" ", folded.lower()).strip()
+    return Normalised(text=folded, invisible=invisible, homoglyph_words=homoglyph_words)
+
+
+def _decoded_payloads(raw: str) -> list[str]:
+    """Printable text hidden in base64 / hex / binary runs of the raw input."""
+    found: list[str] = []
+    for match in _B64.finditer(raw):
+        chunk = match.group(0)
+        if chunk.isalpha() and (chunk.islower() or chunk.isupper()):
+            continue  # a long plain word, not base64
+        try:
+            data = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=False)
+        except (binascii.Error, ValueError):
+            continue
+        found.append(data.decode("utf-8", "ignore"))
+    for match in _HEX.finditer(raw):
+        digits = re.sub(r"[\s:]", "", match.group(0))
+        try:
+            found.append(bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8", "ignore"))
+        except ValueError:
+            continue
+    for match in _BIN.finditer(raw):
+        bits = re.sub(r"\s", "", match.group(0))
+        data = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits) - 7, 8))
+        found.append(data.decode("utf-8", "ignore"))
+    return [text for text in found if text and sum(c.isprintable() for c in text) / len(text) > 0.9]
+
+
+def signals(raw: str, norm: Normalised) -> FloatArray:
+    text = norm.text
+    payloads = _decoded_payloads(_clip(raw))
+    encoded_instruction = any(_KEYWORDS.search(p.lower()) for p in payloads)
+    rot13 = bool(_KEYWORDS.search(codecs.decode(text, "rot13"))) and not bool(_KEYWORDS.search(text))
+    override = bool(_OVERRIDE.search(text))
+    exfil = bool(_EXFIL.search(text))
+    non_ascii = sum(not c.isascii() for c in text) / max(1, len(text))
+    values = (
+        min(norm.invisible, 3) / 3.0,
+        min(norm.homoglyph_words, 3) / 3.0,
+        1.0 if payloads else 0.0,
+        1.0 if encoded_instruction else 0.0,
+        1.0 if rot13 else 0.0,
+        1.0 if _ROLE_MARKER.search(text) else 0.0,
+        1.0 if override else 0.0,
+        1.0 if exfil else 0.0,
+        1.0 if _PERSONA.search(text) else 0.0,
+        1.0 if override and exfil else 0.0,
+        non_ascii,
+    )
+    return np.asarray(values, dtype=np.float32)
+
+
+def decisive_rule_score(sig: FloatArray) -> float:
+    """A score the rules alone justify (0 when they say nothing decisive)."""
+    s = dict(zip(SIGNAL_NAMES, sig.tolist(), strict=True))
+    if s["encoded_instruction"] or s["rot13_instruction"]:
+        return 0.9
+    if (s["invisible_chars"] or s["homoglyph_words"]) and (s["override_phrase"] or s["exfil_phrase"]):
+        return 0.9
+    if s["override_and_exfil"]:
+        return 0.85
+    return 0.0
+
+
+_PRIME = np.uint64(0x100000001B3)
+_MIX1 = np.uint64(0xFF51AFD7ED558CCD)
+_SALT = {n: np.uint64(0x9E3779B97F4A7C15 * n % (1 << 64)) for n in NGRAM_SIZES}
+
+
+def ngram_vector(norm_text: str) -> FloatArray:
+    """Hashed, log-scaled, L2-normalised character 3..5-gram counts (dense, NGRAM_DIM)."""
+    vec = np.zeros(NGRAM_DIM, dtype=np.float32)
+    padded = f" {norm_text} "
+    codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts = []
+    with np.errstate(over="ignore"):
+        for n in NGRAM_SIZES:
+            if len(codes) < n:
+                continue
+            h = np.full(len(codes) - n + 1, _SALT[n], dtype=np.uint64)
+            for k in range(n):
+                h = h * _PRIME + codes[k : len(codes) - n + 1 + k]
+            h ^= h >> np.uint64(33)
+            h *= _MIX1
+            h ^= h >> np.uint64(29)
+            parts.append(h % np.uint64(NGRAM_DIM))
+    if not parts:
+        return vec
+    counts = np.bincount(np.concatenate(parts).astype(np.int64), minlength=NGRAM_DIM).astype(np.float32)
+    vec = np.log1p(counts)
+    norm = float(np.linalg.norm(vec))
+    return vec / norm if norm > 0 else vec
+
+
+def text_features(raw: str) -> tuple[FloatArray, FloatArray, str]:
+    """(n-gram vector, signal vector, normalised text) for one input."""
+    norm = normalise(raw)
+    return ngram_vector(norm.text), signals(raw, norm), norm.text
