@@ -144,3 +144,13 @@ def test_closed_store_raises_typed_error(store: Store) -> None:
     store.close()
     with pytest.raises(StoreClosedError):
         store.phones.get("p1")
+
+
+def test_orphan_wal_without_database_is_not_replaced(db_path: Path, key: DatabaseKey) -> None:
+    from edgebox.store.errors import CorruptDatabaseError
+
+    wal = db_path.with_name(db_path.name + "-wal")
+    wal.write_bytes(b"\x00" * 100)
+    with pytest.raises(CorruptDatabaseError):
+        Store.open(db_path, key, create=True)
+    assert not db_path.exists()
