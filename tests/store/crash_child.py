@@ -38,6 +38,7 @@ def main() -> None:
     outbox = OutboxRepository(store.db, backoff=BackoffPolicy(base_s=0.001, max_s=0.005, jitter=0))
     outbox.recover()
     row = store.db.query_one("SELECT max(CAST(substr(idempotency_key, 3) AS INTEGER)) FROM outbox")
+    assert row is not None
     n = 0 if row[0] is None else max(0, int(row[0]) - 3)
 
     def out(line: str) -> None:

@@ -116,4 +116,4 @@ def test_prompt_text_is_not_written_unless_configured(db_path: Path, key: Databa
         )
         assert entry.prompt_text is None and entry.answer_text is None
         row = store.db.query_one("SELECT prompt_text, answer_text FROM prompt_log WHERE trace_id = 't-1'")
-        assert tuple(row) == (None, None)
+        assert row is not None and tuple(row) == (None, None)

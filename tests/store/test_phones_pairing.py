@@ -70,9 +70,7 @@ def test_bad_phone_ids_are_rejected(store: Store, phone_id: str) -> None:
 def test_secret_is_single_use(store: Store, clock: FakeClock) -> None:
     h = hash_pairing_secret(b"123456")
     secret = store.pairing.create_secret(h, clock() + 300)
-    assert (
-        store.db.query_one("SELECT count(*) FROM pairing_secrets WHERE secret_hash = ?", (b"123456",))[0] == 0
-    )
+    assert store.db.query_all("SELECT 1 FROM pairing_secrets WHERE secret_hash = ?", (b"123456",)) == []
     used = store.pairing.consume(secret.secret_id, h, phone_id="phone-1")
     assert used.used_at == clock() and used.phone_id == "phone-1"
     with pytest.raises(PairingSecretUsedError):
