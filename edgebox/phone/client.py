@@ -157,7 +157,9 @@ class PhoneSession:
                 fut.set_result(None)
             return
         rid = getattr(msg, "id", None)
-        queue = self._routes.get(rid if isinstance(rid, str) else "")
+        queue = self._routes.get(rid) if isinstance(rid, str) else None
+        if queue is None:
+            queue = self._routes.get("")  # errors about messages no request owns
         if queue is not None:
             queue.put_nowait(msg)
 

@@ -133,11 +133,11 @@ class _Connection:
         self._guard()
         if not data:
             raise self._fail(SessionError(ErrorCode.malformed, "empty message"))
-        if data[0] == MsgType.error:
-            code = handshake.decode_error(data)
-            self.state = State.failed
-            return [PeerError(code)]
         try:
+            if data[0] == MsgType.error:
+                code = handshake.decode_error(data)
+                self.state = State.failed
+                return [PeerError(code)]
             return self._receive(data, now)
         except SessionError as exc:
             raise self._fail(exc) from None

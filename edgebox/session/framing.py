@@ -182,16 +182,17 @@ class Framer:
             raise _fail(ErrorCode.unexpected_message, "data before capabilities exchange")
         if flags & ~_KNOWN_DATA_FLAGS:
             raise _fail(ErrorCode.malformed, "reserved framing flag set")
+        if not flags & FLAG_DATA:
+            if flags != FLAG_ACK or len(datagram) != 2:
+                raise _fail(ErrorCode.malformed, "ack-only datagram must be exactly flags + ack")
+            self._on_ack(datagram[1])
+            return []
         pos = 1
         if flags & FLAG_ACK:
             if len(datagram) < 2:
                 raise _fail(ErrorCode.malformed, "truncated ack")
             self._on_ack(datagram[1])
             pos = 2
-        if not flags & FLAG_DATA:
-            if flags != FLAG_ACK or len(datagram) != 2:
-                raise _fail(ErrorCode.malformed, "ack-only datagram must be exactly flags + ack")
-            return []
         if len(datagram) < pos + 1:
             raise _fail(ErrorCode.malformed, "truncated sequence number")
         seq = datagram[pos]

@@ -1,8 +1,8 @@
 """In-process loopback transport: two linked DatagramLink ends over asyncio queues.
 
 Used by tests and the demo. It enforces the same contract as BLE: datagrams larger than `mtu` are
-refused, `send` applies back-pressure through a bounded queue, and closing either end wakes the
-other's `recv` with LinkClosed.
+refused, `send` applies back-pressure (at most `depth` datagrams wait in each direction), and
+closing either end makes the other end's `recv` and `send` raise LinkClosed, waking any waiter.
 """
 
 from __future__ import annotations
@@ -16,15 +16,28 @@ _ids = itertools.count(1)
 _CLOSED = object()
 
 
+class _Pipe:
+    """One direction: an unbounded queue whose data slots are bounded by a semaphore."""
+
+    def __init__(self, depth: int) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.space = asyncio.Semaphore(depth)
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(_CLOSED)
+            for _ in range(1024):  # wake every sender blocked on space
+                self.space.release()
+
+
 class LoopbackLink:
-    def __init__(
-        self, mtu: int, peer: str, inbox: asyncio.Queue[object], outbox: asyncio.Queue[object]
-    ) -> None:
+    def __init__(self, mtu: int, peer: str, inbox: _Pipe, outbox: _Pipe) -> None:
         self._mtu = mtu
         self._peer = peer
         self._inbox = inbox
         self._outbox = outbox
-        self._closed = False
 
     @property
     def mtu(self) -> int:
@@ -35,34 +48,35 @@ class LoopbackLink:
         return self._peer
 
     async def send(self, datagram: bytes) -> None:
-        if self._closed:
-            raise LinkClosed("loopback link is closed")
         if len(datagram) > self._mtu:
             raise ValueError(f"datagram of {len(datagram)} bytes exceeds link MTU {self._mtu}")
-        await self._outbox.put(bytes(datagram))
+        if not self._outbox.closed:
+            await self._outbox.space.acquire()
+        if self._outbox.closed:
+            raise LinkClosed("loopback link is closed")
+        self._outbox.queue.put_nowait(bytes(datagram))
 
     async def recv(self) -> bytes:
-        if self._closed:
-            raise LinkClosed("loopback link is closed")
-        item = await self._inbox.get()
+        item = await self._inbox.queue.get()
         if item is _CLOSED:
-            self._closed = True
-            raise LinkClosed("peer closed the loopback link")
+            self._inbox.queue.put_nowait(_CLOSED)  # every later recv fails too
+            raise LinkClosed("loopback link is closed")
+        self._inbox.space.release()
         assert isinstance(item, bytes)
         return item
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._outbox.put_nowait(_CLOSED)
+        self._inbox.close()
+        self._outbox.close()
 
 
 def link_pair(mtu: int = 244, depth: int = 64) -> tuple[LoopbackLink, LoopbackLink]:
     """Return (phone_end, box_end) of a fresh loopback link."""
     n = next(_ids)
-    a: asyncio.Queue[object] = asyncio.Queue(depth + 1)
-    b: asyncio.Queue[object] = asyncio.Queue(depth + 1)
-    return LoopbackLink(mtu, f"loopback-{n}/box", a, b), LoopbackLink(mtu, f"loopback-{n}/phone", b, a)
+    to_box, to_phone = _Pipe(depth), _Pipe(depth)
+    phone_end = LoopbackLink(mtu, f"loopback-{n}/box", inbox=to_phone, outbox=to_box)
+    box_end = LoopbackLink(mtu, f"loopback-{n}/phone", inbox=to_box, outbox=to_phone)
+    return phone_end, box_end
 
 
 class LoopbackListener:
@@ -76,6 +90,10 @@ class LoopbackListener:
         phone_end, box_end = link_pair(self._mtu)
         self._pending.put_nowait(box_end)
         return phone_end
+
+    def attach(self, box_end: DatagramLink) -> None:
+        """Hand the box an arbitrary link end (tests that speak raw datagrams)."""
+        self._pending.put_nowait(box_end)
 
     async def accept(self) -> DatagramLink:
         return await self._pending.get()
