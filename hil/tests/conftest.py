@@ -41,6 +41,7 @@ class HilConfig:
     phone_adapters: list[str]
     restart_cmd: str | None
     btvirt: bool
+    spacer: str | None  # "hciC:hciP" under btvirt, see hil/virtual/spacer.py
     box_name: str = "ebx-hil"
     box_id: str = "hil-box-1"
 
@@ -50,6 +51,7 @@ class BoxProcess:
     proc: subprocess.Popen[str] | None
     events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     seen: list[dict[str, Any]] = field(default_factory=list)
+    spacer_connected: bool = False
 
     def wait_event(self, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
         """Next event (not yet consumed) matching predicate; fails the test after `timeout`."""
@@ -95,6 +97,7 @@ def _config() -> HilConfig:
         phone_adapters=phones,
         restart_cmd=os.environ.get("HIL_BLUETOOTHD_RESTART") or None,
         btvirt=os.environ.get("HIL_BTVIRT") == "1",
+        spacer=os.environ.get("HIL_SPACER") or None,
     )
 
 
@@ -102,43 +105,83 @@ def _config() -> HilConfig:
 def hil() -> HilConfig:
     cfg = _config()
     if not cfg.phone_adapters or not (cfg.box_adapter or cfg.box_address):
-        pytest.fail("HIL environment not configured: set HIL_BOX_ADAPTER/HIL_BOX_ADDRESS and HIL_PHONE_ADAPTERS")
+        pytest.fail("HIL environment not configured: HIL_BOX_ADAPTER/HIL_BOX_ADDRESS, HIL_PHONE_ADAPTERS")
     return cfg
 
 
-@pytest.fixture(scope="session")
-def box(hil: HilConfig) -> Iterator[BoxProcess]:
-    """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available)."""
-    if not hil.box_adapter:
-        yield BoxProcess(proc=None)
-        return
+def _start(argv: list[str], log_name: str) -> BoxProcess:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stderr = (RESULTS / "box.log").open("a")
-    argv = [sys.executable, "-m", "edgebox.ble.echo", "--adapter", hil.box_adapter, "--name", hil.box_name,
-            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1"]  # fmt: skip
+    stderr = (RESULTS / log_name).open("a")
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
+    stderr.close()
     bp = BoxProcess(proc=proc)
 
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             try:
-                bp.events.put(json.loads(line))
+                event = json.loads(line)
             except ValueError:
-                bp.events.put({"event": "unparsed", "line": line.strip()})
+                event = {"event": "unparsed", "line": line.strip()}
+            if event.get("event") == "spacer":
+                bp.spacer_connected = bool(event["connected"])
+            bp.events.put(event)
 
     threading.Thread(target=pump, daemon=True).start()
+    return bp
+
+
+def _stop(bp: BoxProcess) -> None:
+    if bp.proc is None:
+        return
+    bp.proc.terminate()
+    try:
+        bp.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        bp.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def spacer(hil: HilConfig) -> Iterator[BoxProcess | None]:
+    """btvirt only: an idle connection that makes the second phone's connection handle unique."""
+    if hil.spacer is None:
+        yield None
+        return
+    central, peripheral = hil.spacer.split(":")
+    bp = _start([sys.executable, str(REPO / "hil/virtual/spacer.py"), "--central", central,
+                 "--peripheral", peripheral], "spacer.log")  # fmt: skip
+    bp.wait_event(lambda e: e.get("event") == "spacer" and e["connected"], timeout=90)
+    try:
+        yield bp
+    finally:
+        _stop(bp)
+
+
+def wait_spacer(spacer: BoxProcess | None, timeout: float = 90.0) -> None:
+    """Block until the spacer connection is up again (after a bluetoothd restart)."""
+    if spacer is None:
+        return
+    deadline = time.monotonic() + timeout
+    while not spacer.spacer_connected:
+        assert time.monotonic() < deadline, "spacer connection did not come back"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def box(hil: HilConfig, spacer: BoxProcess | None) -> Iterator[BoxProcess]:
+    """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available)."""
+    if not hil.box_adapter:
+        yield BoxProcess(proc=None)
+        return
+    argv = [sys.executable, "-m", "edgebox.ble.echo", "--adapter", hil.box_adapter, "--name", hil.box_name,
+            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1"]  # fmt: skip
+    bp = _start(argv, "box.log")
     ready = bp.wait_event(lambda e: e["event"] == "ready", timeout=60)
     assert ready["state"] == "advertising", ready
     try:
         yield bp
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        stderr.close()
+        _stop(bp)
 
 
 def restart_bluetoothd(hil: HilConfig) -> None:

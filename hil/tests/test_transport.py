@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
+import pytest
+from conftest import restart_bluetoothd, wait_spacer
+from phones import BLAST, blast, echo, echo_stream, open_link, stats
+
 from edgebox.ble.layout import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID
-from phones import echo, open_link
+from edgebox.transport.base import LinkClosed
 
 
 async def test_echo_and_layout(hil, box):
@@ -28,3 +33,105 @@ async def test_echo_and_layout(hil, box):
     finally:
         await link.close()
     box.wait_event(lambda e: e["event"] == "closed")
+
+
+async def box_event(box, predicate, timeout=30.0):
+    return await asyncio.to_thread(box.wait_event, predicate, timeout)
+
+
+async def test_bulk_20k_both_directions(hil, box):
+    link = await open_link(hil, hil.phone_adapters[0])
+    try:
+        sent = await echo_stream(link, 20 * 1024)
+        assert sent * (link.mtu - 1) >= 20 * 1024
+        count = -(-20 * 1024 // link.mtu)
+        assert await blast(link, count, link.mtu) == count * link.mtu
+    finally:
+        await link.close()
+
+
+async def test_two_phones_at_once_no_crosstalk(hil, box, spacer):
+    a = await open_link(hil, hil.phone_adapters[0])
+    # The second phone discovers the box while the first is connected: advertising continues.
+    b = await open_link(hil, hil.phone_adapters[1])
+    try:
+        assert a.info.tag != b.info.tag
+        count = -(-20 * 1024 // b.mtu)
+        _, got = await asyncio.gather(echo_stream(a, 20 * 1024, seed=0xA1), blast(b, count, b.mtu))
+        assert got == count * b.mtu
+        assert (await stats(a))["open"] == 2
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_disconnect_mid_transfer_then_reconnect(hil, box):
+    box.forget()
+    a = await open_link(hil, hil.phone_adapters[0])
+    opened = await box_event(box, lambda e: e["event"] == "link")
+    await a.send(BLAST.pack(ord("B"), 5000, a.mtu))
+    for _ in range(20):
+        await asyncio.wait_for(a.recv(), 20)
+    await a.close()  # mid-transfer: the box is still sending
+    closed = await box_event(box, lambda e: e["event"] == "closed" and e["peer"] == opened["peer"])
+    assert closed["reason"] == "link_closed"
+    again = await open_link(hil, hil.phone_adapters[0])
+    try:
+        assert await echo(again, b"after reconnect") == b"Eafter reconnect"
+        assert again.info.tag != a.info.tag
+        assert (await stats(again))["open"] == 1
+    finally:
+        await again.close()
+
+
+async def test_garbage_flood_leaves_other_phone_working(hil, box, spacer):
+    flooder = await open_link(hil, hil.phone_adapters[0])
+    good = await open_link(hil, hil.phone_adapters[1])
+    flood_sent = 0
+
+    async def flood() -> None:
+        nonlocal flood_sent
+        try:
+            for _ in range(3000):
+                await flooder.send(b"\xff" + os.urandom(flooder.mtu - 1))
+                flood_sent += 1
+        except LinkClosed:
+            pass  # the box may cut a phone off that overruns its queue
+
+    async def keep_working() -> None:
+        for i in range(20):
+            payload = f"still here {i}".encode()
+            assert await echo(good, payload) == b"E" + payload
+        await echo_stream(good, 5 * 1024, seed=0x5A)
+
+    try:
+        await asyncio.gather(flood(), keep_working())
+        assert flood_sent > 100
+        info = await stats(good)
+        assert info["state"] == "advertising"
+        assert info["garbage"] + info["overruns"] > 0
+    finally:
+        await flooder.close()
+        await good.close()
+
+
+async def test_bluetoothd_restart_box_reregisters_phone_reconnects(hil, box, spacer):
+    link = await open_link(hil, hil.phone_adapters[0])
+    box.forget()
+    await asyncio.to_thread(restart_bluetoothd, hil)
+    with pytest.raises(LinkClosed):
+        while True:
+            await asyncio.wait_for(link.recv(), 30)
+    if box.proc is not None:
+        await box_event(box, lambda e: e["event"] == "state" and e["state"] == "bluez_missing")
+        await box_event(box, lambda e: e["event"] == "state" and e["state"] == "advertising")
+    await link.close()
+    again = await open_link(hil, hil.phone_adapters[0])
+    await asyncio.to_thread(wait_spacer, spacer)
+    other = await open_link(hil, hil.phone_adapters[1])
+    try:
+        assert await echo(again, b"after restart") == b"Eafter restart"
+        assert await echo(other, b"second phone too") == b"Esecond phone too"
+    finally:
+        await again.close()
+        await other.close()

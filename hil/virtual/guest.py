@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stack  # noqa: E402
+import stack
 
 
 def uptime() -> float:
@@ -40,13 +40,15 @@ def main() -> int:
     print(f"HIL: stack ready at {ready:.1f} s", flush=True)
 
     py = str(repo / ".venv" / "bin" / "python")
+    here = Path(__file__).resolve().parent
     env = dict(os.environ)
     env.update(
         {
             "HIL_TIER": "virtual",
             "HIL_BOX_ADAPTER": "hci0",
-            "HIL_PHONE_ADAPTERS": ",".join(f"hci{i}" for i in range(1, stack.CONTROLLERS)),
-            "HIL_BLUETOOTHD_RESTART": f"{py} {Path(__file__).resolve().parent / 'stack.py'} restart-bluetoothd",
+            "HIL_PHONE_ADAPTERS": "hci1,hci2",
+            "HIL_SPACER": "hci2:hci3",
+            "HIL_BLUETOOTHD_RESTART": f"{py} {here / 'stack.py'} restart-bluetoothd",
             "HIL_BTVIRT": "1",
         }
     )
@@ -54,8 +56,8 @@ def main() -> int:
     if mode == "bench":
         with (results / "bench.json").open("w") as out:
             rc = subprocess.run(
-                [py, "-m", "edgebox", "bench", "ble", "--json", "--adapter", "hci0", "--phone-adapter", "hci1",
-                 "--btvirt", *extra],
+                [py, "-m", "edgebox", "bench", "ble", "--json", "--adapter", "hci0",
+                 "--phone-adapter", "hci1", "--btvirt", *extra],
                 cwd=repo, env=env, stdout=out,
             ).returncode  # fmt: skip
     else:

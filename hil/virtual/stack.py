@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 RUN = Path("/run/hil")
-CONTROLLERS = int(os.environ.get("HIL_CONTROLLERS", "3"))
+# hci0 box, hci1 + hci2 phones, hci3 spare peripheral for the handle spacer (see spacer.py)
+CONTROLLERS = int(os.environ.get("HIL_CONTROLLERS", "4"))
 LOG_DIR = Path(os.environ.get("HIL_RESULTS", "/tmp"))
 MAIN_CONF = """\
 [General]
@@ -86,7 +87,9 @@ def _spawn(name: str, argv: list[str]) -> int:
 
 def _sys_controllers() -> set[str]:
     base = Path("/sys/class/bluetooth")
-    return {p.name for p in base.iterdir() if p.name.startswith("hci") and ":" not in p.name} if base.exists() else set()
+    if not base.exists():
+        return set()
+    return {p.name for p in base.iterdir() if p.name.startswith("hci") and ":" not in p.name}
 
 
 def _dmesg_has_reset_timeout() -> bool:
