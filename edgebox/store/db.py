@@ -43,6 +43,7 @@ from edgebox.store.errors import (
     CipherUnsupportedError,
     CorruptDatabaseError,
     DatabaseMissingError,
+    DatabaseOperationError,
     NotEncryptedError,
     StoreClosedError,
     StoreError,
@@ -119,10 +120,12 @@ class Database:
         try:
             _key_and_verify(conn, key, p)
             _configure(conn, synchronous.upper(), busy_timeout_ms)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
             if created:
                 _remove_new_file(p)
+            if isinstance(exc, DatabaseErrorTypes):
+                raise DatabaseOperationError(f"cannot set up database {p}: {exc}") from None
             raise
         log.info("store_opened", path=str(p), created=created, key_source=key.source)
         return cls(conn, p, created=created)
@@ -143,20 +146,20 @@ class Database:
                 yield self._tx
                 return
             tx = Transaction(conn)
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except DatabaseErrorTypes as exc:
+                raise DatabaseOperationError(f"cannot begin a transaction: {exc}") from None
             self._tx = tx
             try:
                 yield tx
-            except BaseException:
-                self._tx = None
-                conn.execute("ROLLBACK")
-                raise
-            try:
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 self._tx = None
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if isinstance(exc, DatabaseErrorTypes):
+                    raise DatabaseOperationError(f"database error, transaction rolled back: {exc}") from None
                 raise
             self._tx = None
             # (our own commits do not change PRAGMA data_version; only other connections' do)
@@ -174,6 +177,8 @@ class Database:
             conn.execute("BEGIN DEFERRED")
             try:
                 yield conn
+            except DatabaseErrorTypes as exc:
+                raise DatabaseOperationError(f"database error while reading: {exc}") from None
             finally:
                 conn.execute("COMMIT")
 

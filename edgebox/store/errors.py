@@ -75,6 +75,13 @@ class CorruptDatabaseError(StoreError):
     code = "store_corrupt"
 
 
+class DatabaseOperationError(StoreError):
+    """SQLite reported an error (disk full, I/O error, busy timeout, constraint). The message is
+    SQLite's, which names tables and columns but never values."""
+
+    code = "store_db_error"
+
+
 # --- repository input and state errors ---------------------------------------------------------
 
 

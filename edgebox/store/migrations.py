@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgebox.log import get_logger
-from edgebox.store.db import Database, DatabaseErrorTypes
-from edgebox.store.errors import MigrationError, SchemaTooNewError
+from edgebox.store.db import Database
+from edgebox.store.errors import DatabaseOperationError, MigrationError, SchemaTooNewError
 
 log = get_logger(__name__)
 
@@ -166,7 +166,7 @@ def apply_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS)
                     (migration.version, migration.name, time.time()),
                 )
                 tx.execute(f"PRAGMA user_version = {int(migration.version)}")
-        except DatabaseErrorTypes as exc:
+        except DatabaseOperationError as exc:
             raise MigrationError(
                 f"migration {migration.version} ({migration.name}) failed and was rolled back: {exc}"
             ) from None

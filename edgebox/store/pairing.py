@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebox.store import validation
-from edgebox.store.db import Database, DatabaseErrorTypes, Transaction
+from edgebox.store.db import Database, Transaction
 from edgebox.store.errors import (
     AlreadyExistsError,
+    DatabaseOperationError,
     InvalidInputError,
     NotFoundError,
     PairingSecretExpiredError,
@@ -93,7 +94,7 @@ class PairingSecretRepository:
                     (h, now, expires, limit),
                 )
                 secret_id = int(cur.lastrowid)
-        except DatabaseErrorTypes as exc:
+        except DatabaseOperationError as exc:
             if "UNIQUE" in str(exc):
                 raise AlreadyExistsError("a pairing secret with this hash already exists") from None
             raise

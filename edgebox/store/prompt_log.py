@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebox.store import validation
-from edgebox.store.db import Database, DatabaseErrorTypes
-from edgebox.store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from edgebox.store.db import Database
+from edgebox.store.errors import AlreadyExistsError, DatabaseOperationError, InvalidInputError, NotFoundError
 
 MAX_TEXT_CHARS = 64_000
 MAX_TIMINGS = 32
@@ -120,7 +120,7 @@ class PromptLogRepository:
                     ),
                     (trace_id, phone_id, at, decision, model, timings_json, prompt_text, answer_text),
                 )
-        except DatabaseErrorTypes as exc:
+        except DatabaseOperationError as exc:
             if "UNIQUE" in str(exc):
                 raise AlreadyExistsError(f"trace {trace_id} is already logged") from None
             if "FOREIGN KEY" in str(exc):

@@ -154,3 +154,21 @@ def test_orphan_wal_without_database_is_not_replaced(db_path: Path, key: Databas
     with pytest.raises(CorruptDatabaseError):
         Store.open(db_path, key, create=True)
     assert not db_path.exists()
+
+
+def test_sqlite_errors_surface_as_typed_errors(store: Store, db_path: Path, key: DatabaseKey) -> None:
+    from edgebox.store.errors import DatabaseOperationError
+
+    other = Database.open(db_path, key, busy_timeout_ms=50)
+    try:
+        with store.db.transaction():  # holds the write lock
+            with pytest.raises(DatabaseOperationError) as err, other.transaction() as tx:
+                tx.execute("INSERT INTO store_meta (key, value) VALUES ('x', 'y')")
+            assert err.value.code == "store_db_error"
+        # a failing statement rolls the whole transaction back
+        with pytest.raises(DatabaseOperationError), other.transaction() as tx:
+            tx.execute("INSERT INTO store_meta (key, value) VALUES ('a', 'b')")
+            tx.execute("INSERT INTO no_such_table VALUES (1)")
+        assert other.query_one("SELECT 1 FROM store_meta WHERE key = 'a'") is None
+    finally:
+        other.close()
