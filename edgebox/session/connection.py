@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 
-from edgebox.session import crypto, handshake
+from edgebox.session import crypto, handshake, records
 from edgebox.session.errors import ErrorCode, SessionError
 from edgebox.session.handshake import BoxAuth, Hello, Mode, MsgType
 from edgebox.session.records import RecordLayer, RecordType
@@ -120,12 +120,12 @@ class _Connection:
         self._guard()
         if self.state is not State.established or self._records is None:
             raise SessionError(ErrorCode.unexpected_message, "session is not established")
-        self._out.extend(self._records.seal_all(RecordType.data, payload, now))
+        self._out.extend(self._records.seal_all(records.DATA, payload, now))
 
     def close(self, now: float) -> None:
         """Queue an authenticated CLOSE record (orderly end) and stop."""
         if self.state is State.established and self._records is not None:
-            self._out.append(self._records.seal(RecordType.close, b"", now))
+            self._out.append(self._records.seal(records.CLOSE, b"", now))
         if self.state is not State.failed:
             self.state = State.closed
 
@@ -315,7 +315,7 @@ class BoxConnection(_Connection):
         """The application accepts the authenticated phone: send ACCEPT, session is established."""
         if self.state is not State.await_decision or self._records is None:
             raise SessionError(ErrorCode.unexpected_message, "no phone is awaiting a decision")
-        self._out.append(self._records.seal(RecordType.accept, b"", now))
+        self._out.append(self._records.seal(records.ACCEPT, b"", now))
         self.state = State.established
         return [SessionEstablished(self.session_id, self.peer_key)]
 
