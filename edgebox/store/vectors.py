@@ -5,9 +5,9 @@ Theory of operation
 Embeddings are stored in SQLite as little-endian float32 blobs (`dim * 4` bytes, as given: not
 normalised). The `VectorIndex` keeps a copy of every row, L2-normalised, in a contiguous
 `(capacity, dim)` float32 matrix plus a parallel id array and an optional per-row expiry time. A
-query is normalised and scored with one matrix-vector product (BLAS sgemv), so the score is exactly
-the cosine similarity; `argpartition` picks the k best in O(n) and only those k are sorted (by score
-descending, then id ascending, so results are deterministic).
+query is normalised and scored with one matrix-vector product (numpy einsum, single-threaded), so
+the score is exactly the cosine similarity; `argpartition` picks the k best in O(n) and only those
+k are sorted (by score descending, then id ascending, so results are deterministic).
 
 The matrix is loaded from the database once, on first use, with a single `SELECT id, embedding`
 (see the repositories), and then kept in step with committed inserts and deletes: the repositories
@@ -155,7 +155,10 @@ class VectorIndex:
         if qn == 0.0 or not math.isfinite(qn):
             raise InvalidInputError("query embedding has zero length; cosine is undefined")
         q = (query / qn).astype(np.float32, copy=False)
-        scores = self._matrix[: self._n] @ q
+        # einsum (optimize=False) is numpy's own SIMD loop on this thread. BLAS sgemv was as fast
+        # when the machine was idle but, under load, its worker-thread hand-off cost up to 8 ms per
+        # query even for 10k rows (measured; see docs/store.md). The scan is memory-bound anyway.
+        scores = np.einsum("ij,j->i", self._matrix[: self._n], q, optimize=False)
         if now is not None:
             expired = self._expires[: self._n] <= now
             if np.any(expired):
