@@ -223,7 +223,9 @@ class Gateway:
             auto_decompress=True,
             trust_env=False,
         )
-        app = web.Application(client_max_size=cfg.max_body_bytes, handler_args={"max_field_size": 8190})
+        app = web.Application(
+            client_max_size=cfg.max_body_bytes, handler_args={"max_field_size": 8190, "lingering_time": 1.0}
+        )
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_post(RENEW_PATH, self._renew)
         app.router.add_get("/openapi.json", self._openapi)
@@ -405,7 +407,9 @@ class Gateway:
         headers["Server"] = _SERVER_HEADER
         if traceparent:
             headers["traceparent"] = traceparent
-        resp = web.Response(status=err.status, body=error_body(err), content_type="application/json", headers=headers)
+        resp = web.Response(
+            status=err.status, body=error_body(err), content_type="application/json", headers=headers
+        )
         if request is not None and request.get(_CLOSE_AFTER):
             resp.force_close()
         return resp
@@ -437,7 +441,11 @@ class Gateway:
         except TimeoutError:
             self._abort_later(request)
             raise GatewayError("body_timeout", "request body not received in time") from None
-        except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError):
+        except (
+            ConnectionResetError,
+            aiohttp.ClientPayloadError,
+            aiohttp.http_exceptions.HttpProcessingError,
+        ):
             self._abort_later(request)
             raise GatewayError("body_incomplete", "the request body was cut short or malformed") from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -494,8 +502,15 @@ class Gateway:
         # the exception *type* only: its text could quote request data
         log.error("request_failed", error=type(exc).__name__, code=err.code)
         if ident is not None:
-            self.audit.record(event="request", device=ident.box_id, serial=ident.serial, trace_id=trace_id,
-                              decision="error", status=err.status, code=err.code)
+            self.audit.record(
+                event="request",
+                device=ident.box_id,
+                serial=ident.serial,
+                trace_id=trace_id,
+                decision="error",
+                status=err.status,
+                code=err.code,
+            )
         return self._error_response(err, echo)
 
     async def _chat_checked(
@@ -506,7 +521,9 @@ class Gateway:
             body = await self._read_body(request, self.cfg.max_body_bytes)
             req = decode_request(body)
         except (GatewayError, RequestInvalid) as exc:
-            await self._anomaly(request, self.anomaly.observe_validation_failure(ident.box_id), ident, tp.trace_id)
+            await self._anomaly(
+                request, self.anomaly.observe_validation_failure(ident.box_id), ident, tp.trace_id
+            )
             if isinstance(exc, RequestInvalid):
                 raise GatewayError(exc.code, str(exc), param=exc.path) from None
             raise
@@ -526,7 +543,9 @@ class Gateway:
         decision = self.policy.decide(score)
         if decision is Decision.block:
             out.decision = "block"
-            await self._anomaly(request, self.anomaly.observe_blocked_injection(ident.box_id), ident, tp.trace_id)
+            await self._anomaly(
+                request, self.anomaly.observe_blocked_injection(ident.box_id), ident, tp.trace_id
+            )
             raise GatewayError("prompt_blocked", "the prompt was blocked by the injection policy")
 
         cap = completion_cap(req)

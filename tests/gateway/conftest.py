@@ -99,16 +99,22 @@ class StubUpstream:
         self.requests.append((dict(request.headers), body))
         if self.mode == "echo_key_error":
             msg = f"Incorrect API key provided: {request.headers.get('Authorization')}"
-            return web.json_response({"error": {"message": msg}}, status=401,
-                                     headers={"x-upstream-auth": request.headers.get("Authorization", "")})
+            return web.json_response(
+                {"error": {"message": msg}},
+                status=401,
+                headers={"x-upstream-auth": request.headers.get("Authorization", "")},
+            )
         if self.mode == "rate_limited":
             return web.json_response({"error": {"message": "slow down"}}, status=429)
         if self.mode == "hang":
             await asyncio.sleep(30)
         cap = body.get("max_tokens") or body.get("max_completion_tokens") or 16
         completion = min(cap, self.completion_tokens)
-        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
-                 "total_tokens": self.prompt_tokens + completion}
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
         leaky = {
             "x-litellm-model-api-base": "https://secret-upstream.internal/v1",
             "openai-organization": "org-secret",
@@ -121,8 +127,13 @@ class StubUpstream:
             await resp.prepare(request)
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             for i, word in enumerate(["Hel", "lo", "!"]):
-                chunk: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "choices": [
-                    {"index": 0, "delta": {"content": word}, "finish_reason": "stop" if i == 2 else None}]}
+                chunk: dict[str, Any] = {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "choices": [
+                        {"index": 0, "delta": {"content": word}, "finish_reason": "stop" if i == 2 else None}
+                    ],
+                }
                 if include:
                     chunk["usage"] = None
                 await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
@@ -133,9 +144,19 @@ class StubUpstream:
             await resp.write_eof()
             return resp
         return web.json_response(
-            {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"},
-                          "finish_reason": "stop"}], "usage": usage},
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hello!"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            },
             headers=leaky,
         )
 
@@ -165,11 +186,25 @@ def free_port() -> int:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.fail("redis-server missing: run `make test` (bootstrap installs it) or apt-get install redis-server")
+        pytest.fail(
+            "redis-server missing: run `make test` (bootstrap installs it) or apt-get install redis-server"
+        )
     port = free_port()
     d = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)],
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -201,7 +236,9 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def make_gateway(pki: DeviceCA, upstream: StubUpstream, tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(
+    pki: DeviceCA, upstream: StubUpstream, tmp_path: Path
+) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
     key_file = tmp_path / "upstream.key"
     key_file.write_text(UPSTREAM_KEY + "\n")

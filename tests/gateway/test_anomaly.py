@@ -53,7 +53,9 @@ def test_repeated_prompts_compare_digests_only() -> None:
 
 def test_rate_spike_and_blocked_injections() -> None:
     clock = FakeClock()
-    w = AnomalyWatch(AnomalyConfig(rate_window_s=1, max_requests_per_rate_window=5, max_blocked_injections=1), clock)
+    w = AnomalyWatch(
+        AnomalyConfig(rate_window_s=1, max_requests_per_rate_window=5, max_blocked_injections=1), clock
+    )
     for _ in range(5):
         assert w.observe_request("a", None) is None
         clock.now += 0.3  # 3.3 requests/s: never more than 5 within 1 s
@@ -72,8 +74,13 @@ def test_rate_spike_and_blocked_injections() -> None:
 
 @pytest.mark.parametrize("kind", ["validation", "injection", "repeat"])
 async def test_anomaly_revokes_alerts_and_explains(
-    kind: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream,
-    tmp_path: Path, log_stream: io.StringIO,
+    kind: str,
+    make_gateway: GatewayFactory,
+    pki: DeviceCA,
+    boxes_dir: Path,
+    upstream: StubUpstream,
+    tmp_path: Path,
+    log_stream: io.StringIO,
 ) -> None:
     alerts: list[dict[str, Any]] = []
 
@@ -87,8 +94,9 @@ async def test_anomaly_revokes_alerts_and_explains(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/alert"
-    cfg = AnomalyConfig(max_validation_failures=3, max_blocked_injections=2, max_identical_prompts=3,
-                        webhook_url=hook_url)
+    cfg = AnomalyConfig(
+        max_validation_failures=3, max_blocked_injections=2, max_identical_prompts=3, webhook_url=hook_url
+    )
     gw = await make_gateway(anomaly=cfg)
     box = make_box(pki, "box-bad", boxes_dir)
     bodies = {
@@ -110,8 +118,11 @@ async def test_anomaly_revokes_alerts_and_explains(
 
         await asyncio.sleep(0.05)
     await runner.cleanup()
-    reason = {"validation": "validation_failure_rate", "injection": "blocked_injection_rate",
-              "repeat": "repeated_prompt"}[kind]
+    reason = {
+        "validation": "validation_failure_rate",
+        "injection": "blocked_injection_rate",
+        "repeat": "repeated_prompt",
+    }[kind]
     assert alerts and alerts[0]["device"] == "box-bad" and alerts[0]["reason"] == reason
     revocations = [a for a in read_audit(tmp_path) if a["decision"] == "revoke"]
     assert len(revocations) == 1 and revocations[0]["code"] == reason

@@ -1,4 +1,4 @@
-"""mTLS on loopback with real TLS 1.3: no cert, wrong CA, expired, revoked (live connection closed), renewed."""
+"""mTLS with real TLS 1.3 on loopback: no cert, wrong CA, expired, revoked (live conns closed), renewed."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ async def test_tls12_is_refused(make_gateway: GatewayFactory, pki: DeviceCA, box
         await _post_with(ctx, gw.port)
 
 
-async def test_expired_certificate_is_refused(make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path) -> None:
+async def test_expired_certificate_is_refused(
+    make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path
+) -> None:
     gw = await make_gateway()
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     box = make_box(pki, "box-old", boxes_dir, lifetime=dt.timedelta(hours=24), not_before=past)
@@ -81,10 +83,13 @@ async def test_revocation_refuses_next_request_and_closes_live_connections(
     async with client_for(gw, box, pki) as c, client_for(gw, other, pki) as c2:
         assert (await c.post("/v1/chat/completions", json=chat_body())).status == 200
         # an idle keep-alive connection is open; hold a raw streaming connection too
-        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port, ssl=box.ssl_context(pki),
-                                                       server_hostname="127.0.0.1")
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", gw.port, ssl=box.ssl_context(pki), server_hostname="127.0.0.1"
+        )
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
         await writer.drain()
         await asyncio.sleep(0.05)
         # the operator revokes through the shared store (what `edgebox pki revoke` writes)

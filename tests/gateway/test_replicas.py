@@ -22,7 +22,11 @@ from edgebox.pki.ca import DeviceCA
 
 
 async def test_quota_exact_across_replicas_under_concurrent_load(
-    make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream, fresh_redis: str,
+    make_gateway: GatewayFactory,
+    pki: DeviceCA,
+    boxes_dir: Path,
+    upstream: StubUpstream,
+    fresh_redis: str,
     tmp_path: Path,
 ) -> None:
     limit = 2_000
@@ -40,8 +44,11 @@ async def test_quota_exact_across_replicas_under_concurrent_load(
         box = devices[box_index]
         gw = (gw_a, gw_b)[gw_index]
         async with client_for(gw, box, pki, limit=8) as c:
+
             async def one() -> None:
-                r = await c.post("/v1/chat/completions", json=chat_body(f"q {random.random()}", max_tokens=100))
+                r = await c.post(
+                    "/v1/chat/completions", json=chat_body(f"q {random.random()}", max_tokens=100)
+                )
                 if r.status == 200:
                     ok[box.box_id] += (await r.json())["usage"]["total_tokens"]
                 else:
@@ -53,7 +60,7 @@ async def test_quota_exact_across_replicas_under_concurrent_load(
     await asyncio.gather(*(hammer(b, g) for b in range(4) for g in (0, 1)))
     estimate = 130  # the largest single-request charge
     for d in devices:
-        # every device hit its limit, and what it was actually charged never exceeds it by more than one estimate
+        # each device hit its limit; what it was charged never exceeds the limit by more than one estimate
         assert limited[d.box_id] > 0
         assert limit - estimate < ok[d.box_id] <= limit + estimate, (d.box_id, ok[d.box_id])
         assert await gw_a.quota.used(d.box_id, gw_a.quota_limit) == ok[d.box_id]
@@ -81,8 +88,10 @@ async def test_revocation_on_one_replica_refuses_on_the_other_at_once(
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", gw_b.port, ssl=box.ssl_context(pki), server_hostname="127.0.0.1"
     )
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 10\r\n\r\n")
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10\r\n\r\n"
+    )
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), timeout=5)  # server answers 403 and closes
     assert b"403" in data.split(b"\r\n", 1)[0]
@@ -139,3 +148,22 @@ async def test_redis_quota_concurrent_clients_never_overcommit(fresh_redis: str)
     assert await clients[0].used("dev", limit) == admitted
     for q in clients:
         await q.close()
+
+
+async def test_redis_cert_store(fresh_redis: str) -> None:
+    import datetime as dt
+
+    from edgebox.pki.store import RedisCertStore
+
+    a, b = RedisCertStore(connect_redis(fresh_redis)), RedisCertStore(connect_redis(fresh_redis))
+    await a.record_issued("ff01", "box-1", dt.datetime.now(dt.UTC))
+    assert not await b.is_revoked("ff01", "box-1")
+    await a.revoke_serial("FF01", "lost")
+    assert await b.is_revoked("ff01", "box-1")
+    await a.revoke_box("box-2", "stolen")
+    assert await b.is_revoked("0001", "box-2") and not await b.is_revoked("0001", "box-3")
+    assert [c.revoked for c in await b.list_certs()] == [True]
+    assert await b.reinstate_box("box-2") and not await a.is_revoked("0001", "box-2")
+    assert [r.subject for r in await b.list_revoked()] == ["serial:ff01"]
+    await a.close()
+    await b.close()
