@@ -229,8 +229,11 @@ async def connect(
     if rx_char is None:
         await client.disconnect()
         raise ConnectFailed("box lacks the RX characteristic")
+    # The box reads the ATT MTU of this very connection from BlueZ's options, so INFO's figure is
+    # authoritative; bleak's cached characteristic MTU can still say 23 right after a reconnect.
     att_mtu = int(rx_char.max_write_without_response_size) + 3
-    link = BleCentralLink(client, info, min(info.mtu, datagram_size(att_mtu)))
+    mtu = min(info.mtu, datagram_size(att_mtu)) if att_mtu > 23 else info.mtu
+    link = BleCentralLink(client, info, mtu)
     link._rx_char = rx_char
     link_box.append(link)
     tag_holder.append(info.tag)

@@ -9,10 +9,14 @@ raw dbus-fast message handler (no ServiceInterface magic: every reply, error and
 explicit, and a write can be answered after back-pressure).
 
 Connections. A phone's connection is keyed by the D-Bus device path BlueZ passes in the options of
-every ReadValue/WriteValue/AcquireNotify. The first INFO read (or RX write) from a device creates its
-state: a random link tag, a datagram size from the ATT MTU in the options, and a `BleLink`, which is
-handed to `accept()`. Device1.Connected -> False (or the device object vanishing, or bluetoothd
-going away) ends the link: queued datagrams are still delivered, then `recv` raises LinkClosed.
+every ReadValue/WriteValue/AcquireNotify. An INFO read at offset 0 opens a link: a random link tag, a
+datagram size from the ATT MTU in the options, and a `BleLink`, which is handed to `accept()` (an RX
+write from a device without a link opens one too). Phones read INFO once per connection, so an INFO
+read from a device that still has a link ends the old link first: BlueZ 5.66 can miss the
+Device1.Connected transitions of a connection entirely when the ATT socket wins the race against
+the mgmt event (shared notes item 3), and this keeps reconnects correct regardless.
+Device1.Connected -> False, the device object vanishing, or bluetoothd going away also end the
+link: queued datagrams are still delivered, then `recv` raises LinkClosed.
 
 TX path and flow control. `BleLink.send` writes TAG+datagram to the AcquireNotify socket of that
 phone (BlueZ >= 5.70 acquires one per device, so nothing is broadcast), else to any live
@@ -583,9 +587,13 @@ class BlePeripheral:
         if path == self._info_path and member == "ReadValue":
             if not device:
                 raise _GattError("org.bluez.Error.NotPermitted", "no device")
+            offset = int(bluez.option(options, "offset", 0))
+            if offset == 0 and device in self._conns:
+                # A phone reads INFO once per connection, so this is a new connection from a device
+                # whose disconnect we never saw (BlueZ 5.66 may not signal Connected for it at all).
+                self._end_conn(device, "superseded by a new connection", disconnect=False)
             conn = self._conn_for(device, att_mtu)
             value = encode_info(self.config.box, conn.tag, conn.mtu)
-            offset = int(bluez.option(options, "offset", 0))
             if offset > len(value):
                 raise _GattError("org.bluez.Error.InvalidOffset", "offset")
             return Message.new_method_return(msg, "ay", [value[offset:]])

@@ -167,7 +167,7 @@ def wait_spacer(spacer: BoxProcess | None, timeout: float = 90.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def box(hil: HilConfig, spacer: BoxProcess | None) -> Iterator[BoxProcess]:
     """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available)."""
     if not hil.box_adapter:
@@ -188,3 +188,34 @@ def restart_bluetoothd(hil: HilConfig) -> None:
     if hil.restart_cmd is None:
         pytest.fail("HIL_BLUETOOTHD_RESTART is not set")
     subprocess.run(shlex.split(hil.restart_cmd), check=True, timeout=60)
+
+
+@dataclass
+class SessionBox:
+    proc: BoxProcess
+    box_id: str
+    invites: list[str]
+
+    def invite(self) -> str:
+        return self.invites.pop(0)
+
+
+@pytest.fixture(scope="module")
+def session_box(
+    hil: HilConfig, spacer: BoxProcess | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SessionBox]:
+    """BoxServer over the BLE peripheral on HIL_BOX_ADAPTER (module scope: one GATT app per adapter)."""
+    if not hil.box_adapter:
+        pytest.fail("the session tier needs a local box (HIL_BOX_ADAPTER); see hil/real/README.md")
+    invites = tmp_path_factory.mktemp("invites")
+    argv = [sys.executable, str(REPO / "hil/tests/session_box.py"), "--adapter", hil.box_adapter,
+            "--name", hil.box_name, "--invites", str(invites),
+            "--adv-instances", "2" if hil.btvirt else "1"]  # fmt: skip
+    bp = _start(argv, "session_box.log")
+    try:
+        ready = bp.wait_event(lambda e: e["event"] == "ready", timeout=60)
+        assert ready["state"] == "advertising", ready
+        codes = [p.read_text() for p in sorted(invites.glob("invite-*.txt"))]
+        yield SessionBox(bp, ready["box_id"], codes)
+    finally:
+        _stop(bp)

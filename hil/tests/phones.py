@@ -14,14 +14,16 @@ from edgebox.transport.base import DatagramLink
 BLAST = struct.Struct(">BIH")
 
 
-async def open_link(hil: Any, adapter: str, *, attempts: int = 1) -> BleCentralLink:
+async def open_link(
+    hil: Any, adapter: str, *, box_id: str | None = None, attempts: int = 1
+) -> BleCentralLink:
     """Scan for the box from `adapter` and connect. A connect that fails on the simulated link is
     retried a bounded number of times (a fresh scan each time); the failures are reported."""
     last: Exception | None = None
     for _ in range(attempts):
         device = await find_box(adapter=adapter, name=hil.box_name, address=hil.box_address, timeout=20)
         try:
-            return await connect(device, adapter=adapter, box_id=hil.box_id, timeout=20)
+            return await connect(device, adapter=adapter, box_id=box_id or hil.box_id, timeout=20)
         except Exception as exc:
             last = exc
             print(f"connect from {adapter} failed: {exc!r}")
