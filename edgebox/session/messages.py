@@ -20,7 +20,7 @@ from edgebox.errors import EdgeboxError
 from edgebox.pipeline.chat import Messages
 
 APP_VERSION = 1
-MAX_APP_MESSAGE = 65_535 - 24  # one record: framing max minus record overhead
+MAX_APP_MESSAGE = 65_535 - 17  # one record: framing max minus record overhead (type + tag)
 
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 TraceParent = Annotated[str, msgspec.Meta(pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
