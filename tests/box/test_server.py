@@ -262,3 +262,38 @@ async def test_keystore_is_private_and_refused_if_readable(tmp_path: Path) -> No
     with pytest.raises(KeyFileError) as e:
         BoxIdentity.load(ident_path)
     assert "scalar" not in str(e.value)
+
+
+async def test_no_secret_or_prompt_text_reaches_the_logs(tmp_path: Path) -> None:
+    import io
+
+    from edgebox.log import configure_logging
+    from edgebox.session import crypto
+
+    buf = io.StringIO()
+    configure_logging("debug", stream=buf)
+    h = Harness(tmp_path)
+    try:
+        inv = h.invite()
+        ks = h.phone()
+        s = await client.pair(h.listener.connect(), ks, inv)
+        await s.ask("TOPSECRET-PROMPT-TEXT please")
+        await s.send_raw(b'{"type":"prompt","id":"x","messages":[{"role":"TOPSECRET-ROLE","content":"c"}]}')
+        await s.close()
+        with pytest.raises(SessionError):
+            await client.pair(h.listener.connect(), h.phone("b"), inv)  # reused: logged as refused
+    finally:
+        await h.stop()
+        configure_logging("warning")
+    logs = buf.getvalue()
+    assert "session_established" in logs  # the capture worked
+    forbidden = [
+        "TOPSECRET",
+        inv.secret.hex(),
+        inv.encode()[9:],
+        inv.psk().hex(),
+        crypto.private_key_scalar(ks.identity).hex(),
+        crypto.private_key_scalar(h.box.private_key).hex(),
+    ]
+    for needle in forbidden:
+        assert needle not in logs
