@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from edgebox.store.errors import DatabaseExistsError
-from edgebox.store.keys import create_key_file, load_database_key
+from edgebox.store.keys import create_key_file, load_database_key, load_key_file
 from edgebox.store.migrations import schema_version
 from edgebox.store.prompt_log import DAY, PromptLogPolicy
 from edgebox.store.store import DEFAULT_EMBEDDING_DIM, Store
@@ -83,6 +83,19 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rekey(args: argparse.Namespace) -> int:
+    new_key = load_key_file(args.new_key_file)
+    with _open(args) as store:
+        store.rekey(new_key)
+    with Store.open(args.db, new_key) as store:  # prove the new key opens it
+        store.integrity_check()
+    print(
+        f"re-encrypted {args.db} with the key in {args.new_key_file}; install it as the "
+        "edgebox-db-key credential (or key file) before discarding the old key"
+    )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     store = subparsers.add_parser("store", help="the encrypted local store (SQLCipher)")
     sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
@@ -99,6 +112,11 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("check", help="open with the key, run integrity checks, print counts as JSON")
     _add_db_args(p)
     p.set_defaults(func=_check)
+
+    p = sub.add_parser("rekey", help="re-encrypt the database with a new key file (see init-key)")
+    _add_db_args(p)
+    p.add_argument("--new-key-file", required=True, help="the new key (0600), e.g. from `init-key`")
+    p.set_defaults(func=_rekey)
 
     p = sub.add_parser("purge", help="apply retention: prompt log, cache, pairing secrets, outbox")
     _add_db_args(p)

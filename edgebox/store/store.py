@@ -117,6 +117,11 @@ class Store:
         log.info("store_purged", **{k: getattr(report, k) for k in report.__slots__})
         return report
 
+    def rekey(self, new_key: DatabaseKey) -> None:
+        """Re-encrypt the store with a new key (see Database.rekey). Keep the old key until the
+        new one is installed as the credential/key file and the store has been reopened with it."""
+        self.db.rekey(new_key)
+
     def integrity_check(self) -> None:
         self.db.integrity_check()
 

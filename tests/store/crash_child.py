@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from edgebox.log import configure_logging
 from edgebox.store import Store
 from edgebox.store.documents import ChunkInput
 from edgebox.store.keys import load_key_file
@@ -31,6 +32,7 @@ def payload(n: int) -> bytes:
 
 
 def main() -> None:
+    configure_logging("warning")  # log lines go to stderr, stdout is the report channel
     db, key_file, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = random.Random(seed)
     store = Store.open(db, load_key_file(key_file), create=True, embedding_dim=DIM)
