@@ -133,3 +133,19 @@ def test_store_is_reusable_after_key_roundtrip(db_path: Path) -> None:
     Store.open(db_path, key, create=True, embedding_dim=DIM).close()
     with Store.open(db_path, DatabaseKey(bytes.fromhex(key.pragma_literal()[3:-2]), source="x")) as s:
         assert s.embedding_dim == DIM
+
+
+def test_cli_rekey(tmp_path: Path) -> None:
+    old, new, db = tmp_path / "old.key", tmp_path / "new.key", tmp_path / "store.db"
+    from edgebox.store.keys import create_key_file, load_key_file
+
+    create_key_file(old)
+    create_key_file(new)
+    with Store.open(db, load_key_file(old), create=True, embedding_dim=DIM) as s:
+        s.outbox.enqueue("k-1", b"p")
+    r = _edgebox("store", "rekey", "--db", str(db), "--key-file", str(old), "--new-key-file", str(new))
+    assert r.returncode == 0, r.stderr
+    r = _edgebox("store", "check", "--db", str(db), "--key-file", str(new))
+    assert r.returncode == 0 and json.loads(r.stdout)["outbox"]["pending"] == 1
+    r = _edgebox("store", "check", "--db", str(db), "--key-file", str(old))
+    assert r.returncode == 2 and "[store_wrong_key]" in r.stderr
