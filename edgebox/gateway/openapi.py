@@ -111,3 +111,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {"schemas": components},
     }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
