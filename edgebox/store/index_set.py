@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebox.log import get_logger
 from edgebox.store.db import Database
 from edgebox.store.vectors import EMBEDDING_DTYPE, FloatArray, VectorIndex
 
@@ -24,6 +25,7 @@ LoaderRow = tuple[str, int, bytes, float | None]
 Loader = Callable[[Any], Iterable[LoaderRow]]
 
 _LOAD_BATCH = 8192
+log = get_logger(__name__)
 
 
 class IndexSet:
@@ -72,17 +74,25 @@ class IndexSet:
     ) -> None:
         if self._indexes is None or not ids:
             return
-        index = self._indexes.get(partition)
-        if index is None:
-            index = self._indexes[partition] = VectorIndex(self.dim)
-        index.add_many(ids, vectors, expires_at)
+        try:
+            index = self._indexes.get(partition)
+            if index is None:
+                index = self._indexes[partition] = VectorIndex(self.dim)
+            index.add_many(ids, vectors, expires_at)
+        except Exception:  # the rows are committed: never let the index diverge, rebuild it instead
+            log.exception("store_index_update_failed")
+            self._indexes = None
 
     def remove(self, ids: Iterable[int]) -> None:
         if self._indexes is None:
             return
         wanted = list(ids)
-        for index in self._indexes.values():
-            index.remove_many(wanted)
+        try:
+            for index in self._indexes.values():
+                index.remove_many(wanted)
+        except Exception:
+            log.exception("store_index_update_failed")
+            self._indexes = None
 
 
 def _batches(
