@@ -1,11 +1,12 @@
 """Which phones may open sessions, and the one-time pairing secrets that enrol new ones.
 
-Theory of operation: the session server asks a `PhoneRegistry` three things: the stored psk of a
-pairing secret id (each lookup counts as an attempt; a secret is refused once expired, used or
-locked after `max_attempts`), to complete a pairing atomically (consume the secret and enrol the
-phone key, exactly once), and the status of a phone key. `MemoryRegistry` is the reference
-implementation (tests, demo); the box service uses the SQLCipher-backed one from edgebox.store.
-Secrets themselves are never stored: only psk = pairing_psk(secret_id, secret).
+Theory of operation: the session server asks a `PhoneRegistry` for the stored psk of a pairing
+secret id (None once it is unknown, expired, used or locked), reports every pairing handshake that
+named a secret and did not complete (`pairing_failed`: the secret locks after `max_attempts` of
+those), completes a pairing atomically (consume the secret and enrol the phone key, exactly once),
+and asks the status of a phone key. `MemoryRegistry` is the reference implementation (tests, demo);
+the box service uses the SQLCipher-backed one. Secrets themselves are never stored: only
+psk = pairing_psk(secret).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class PhoneRegistry(Protocol):
     def add_invite(self, invite: PairingInvite, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None: ...
 
     def pairing_psk(self, secret_id: bytes, now: float) -> bytes | None: ...
+
+    def pairing_failed(self, secret_id: bytes, now: float) -> None: ...
 
     def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> bool: ...
 
@@ -69,13 +72,18 @@ class MemoryRegistry:
             s = self.secrets.get(secret_id)
             if s is None or s.used or now >= s.expires_at or s.attempts >= s.max_attempts:
                 return None
-            s.attempts += 1
             return s.psk
+
+    def pairing_failed(self, secret_id: bytes, now: float) -> None:
+        with self._lock:
+            s = self.secrets.get(secret_id)
+            if s is not None and not s.used:
+                s.attempts += 1
 
     def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> bool:
         with self._lock:
             s = self.secrets.get(secret_id)
-            if s is None or s.used or now >= s.expires_at:
+            if s is None or s.used or now >= s.expires_at or s.attempts >= s.max_attempts:
                 return False
             s.used = True
             pid = phone_id(phone_key)

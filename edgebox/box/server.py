@@ -50,6 +50,7 @@ class ServerStats:
     sessions: int = 0
     pairings: int = 0
     refused: int = 0
+    pairing_failures: int = 0
     protocol_errors: int = 0
     prompts: int = 0
 
@@ -91,15 +92,25 @@ class BoxServer:
         session = _LinkSession(self, channel)
         try:
             await session.run()
-        except SessionError as exc:
+        except (SessionError, TimeoutError) as exc:
             self.stats.protocol_errors += 1
-            log.warning("session_failed", peer=link.peer, code=exc.code, reason=str(exc))
+            code = exc.code if isinstance(exc, SessionError) else "timeout"
+            log.warning("session_failed", peer=link.peer, phone=session.phone, code=code)
+            await self._count_pairing_failure(session)  # before the peer hears of it: no race
             await session.flush_quietly()
         except LinkClosed:
             log.info("link_closed", peer=link.peer, phone=session.phone)
         finally:
+            await self._count_pairing_failure(session)
             await session.stop()
             await channel.close()
+
+    async def _count_pairing_failure(self, session: _LinkSession) -> None:
+        """A pairing that got the secret's psk but did not complete counts as one failed attempt."""
+        secret_id, session.pairing_pending = session.pairing_pending, None
+        if secret_id is not None:
+            self.stats.pairing_failures += 1
+            await asyncio.to_thread(self.registry.pairing_failed, secret_id, time.time())
 
 
 class _LinkSession:
@@ -111,6 +122,7 @@ class _LinkSession:
         self.conn = BoxConnection(server.identity.private_key)
         self.phone: str | None = None
         self._secret_id: bytes | None = None
+        self.pairing_pending: bytes | None = None  # secret id of a pairing not yet completed
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
 
@@ -118,7 +130,8 @@ class _LinkSession:
         await self.channel.open()
         async with asyncio.timeout(self.server.handshake_timeout):
             while not self.conn.established:
-                await self._step()
+                if not await self._step():
+                    return
         while True:
             if not await self._step():
                 return
@@ -132,6 +145,8 @@ class _LinkSession:
                 case PairingSecretRequested(secret_id=sid):
                     self._secret_id = sid
                     psk = await asyncio.to_thread(self.server.registry.pairing_psk, sid, time.time())
+                    if psk is not None:
+                        self.pairing_pending = sid
                     self.conn.provide_secret(psk)
                 case PhoneAuthenticated(phone_key=key, pairing=pairing):
                     await self._decide(key, pairing)
@@ -152,6 +167,7 @@ class _LinkSession:
         if pairing:
             assert self._secret_id is not None
             ok = await asyncio.to_thread(registry.complete_pairing, self._secret_id, key, now)
+            self.pairing_pending = None  # completed, or already used by another phone: not a guess
             if not ok:
                 self.server.stats.refused += 1
                 self.conn.refuse(ErrorCode.pairing_secret_invalid)

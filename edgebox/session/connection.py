@@ -210,7 +210,7 @@ class PhoneConnection(_Connection):
     def _on_box_auth(self, data: bytes, now: float) -> list[Event]:
         msg = BoxAuth.decode(data)
         shared = crypto.ecdh(self._eph, crypto.decode_public(msg.ephemeral))
-        psk = handshake.pairing_psk(*self._pairing) if self._pairing else None
+        psk = handshake.pairing_psk(self._pairing[1]) if self._pairing else None
         ms = handshake.master_secret(shared, psk)
         th2 = crypto.sha256(self._hello, msg.clear_part())
         try:

@@ -8,7 +8,7 @@ Theory of operation (spec: docs/protocol.md, "Handshake"):
     PHONE_AUTH phone -> box   0x03 | AEAD_k3{phone_pub | sig_p | mac_p}
     ERROR      either         0x7F | code(u16)                       (plaintext, always fatal)
 
-    psk  = SHA-256("edgebox v1 pairing psk" | secret_id | secret)  in pairing mode, else 32 zero bytes
+    psk  = SHA-256("edgebox v1 pairing psk" | secret)  in pairing mode, else 32 zero bytes
     ms   = HKDF-Extract(salt=psk, ikm=ECDH(eph_phone, eph_box))
     th2  = SHA-256(HELLO | BOX_AUTH without its ciphertext);  th3 = SHA-256(HELLO | BOX_AUTH)
     th4  = SHA-256(HELLO | BOX_AUTH | PHONE_AUTH)
@@ -138,8 +138,9 @@ def decode_error(data: bytes) -> ErrorCode:
         return ErrorCode.internal
 
 
-def pairing_psk(secret_id: bytes, secret: bytes) -> bytes:
-    return crypto.sha256(crypto.LABEL_PREFIX + b"pairing psk", secret_id, secret)
+def pairing_psk(secret: bytes) -> bytes:
+    """What the box stores for a pairing secret (never the secret itself)."""
+    return crypto.sha256(crypto.LABEL_PREFIX + b"pairing psk", secret)
 
 
 def master_secret(shared: bytes, psk: bytes | None) -> bytes:

@@ -10,7 +10,7 @@ box_key_hash pins the box's long-term key (no MITM); the 128-bit one-time secret
 handshake KDF; secret_id names it (public) so the box can find it and count attempts; expires_at is
 Unix seconds; check = SHA-256(preceding bytes)[:2] catches transcription errors with a clear error.
 Base32 keeps the text inside the QR alphanumeric set (dense codes). The box never stores the secret:
-it keeps only psk = SHA-256("edgebox v1 pairing psk" | secret_id | secret), which is exactly what the
+it keeps only psk = SHA-256("edgebox v1 pairing psk" | secret), which is exactly what the
 handshake mixes into its keys (`handshake.pairing_psk`).
 """
 
@@ -78,7 +78,7 @@ class PairingInvite:
 
     def psk(self) -> bytes:
         """What the box stores for this invitation instead of the secret."""
-        return pairing_psk(self.secret_id, self.secret)
+        return pairing_psk(self.secret)
 
 
 def new_invite(

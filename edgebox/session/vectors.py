@@ -65,7 +65,7 @@ def _handshake(mode: str) -> dict[str, Any]:
     phone.start()
     [hello] = phone.data_to_send()
     box.receive_message(hello, 0.0)
-    psk = handshake.pairing_psk(secret_id, secret) if pairing else None
+    psk = handshake.pairing_psk(secret) if pairing else None
     if pairing:
         box.provide_secret(psk)
     [box_auth] = box.data_to_send()

@@ -138,6 +138,11 @@ async def test_pairing_secret_locks_after_failed_attempts(h: Harness) -> None:
         with pytest.raises(SessionError) as e:
             await client.pair(h.listener.connect(), h.phone(), wrong)
         assert e.value.code == "auth_failed"
+    for _ in range(500):  # the box counts a failure when it sees the link end; wait for all three
+        if h.server.stats.pairing_failures == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert h.server.stats.pairing_failures == 3
     with pytest.raises(SessionError) as e:  # even the right secret is now refused
         await client.pair(h.listener.connect(), h.phone(), inv)
     assert e.value.code == "pairing_secret_invalid"

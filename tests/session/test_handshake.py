@@ -120,7 +120,7 @@ def test_attacker_without_secret_cannot_complete_pairing() -> None:
     [box_auth] = box.data_to_send()
     # Attacker derives keys with a guessed psk and seals its own identity.
     shared = crypto.ecdh(eph, crypto.decode_public(box_auth[41:106]))
-    ms = handshake.master_secret(shared, handshake.pairing_psk(p.invite.secret_id, bytes(16)))
+    ms = handshake.master_secret(shared, handshake.pairing_psk(bytes(16)))
     th3 = crypto.sha256(hello, box_auth)
     atk = crypto.generate_private_key()
     forged = bytes((0x03,)) + handshake.seal_identity(ms, b"phone", th3, atk, crypto.encode_public(atk))
@@ -162,7 +162,7 @@ def test_mitm_in_pairing_mode_cannot_even_decrypt() -> None:
     box = BoxConnection(mitm)
     phone.start()
     deliver(phone, box)
-    box.provide_secret(handshake.pairing_psk(p.invite.secret_id, bytes(16)))  # MITM does not know it
+    box.provide_secret(handshake.pairing_psk(bytes(16)))  # MITM does not know it
     with pytest.raises(SessionError) as e:
         deliver(box, phone)
     assert e.value.wire_code is ErrorCode.auth_failed

@@ -32,7 +32,7 @@ def test_spec_key_schedule_from_primitives() -> None:
     i = VECTORS["inputs"]
     m = {k: bytes.fromhex(x) for k, x in v["messages"].items()}
     secret_id, secret = bytes.fromhex(i["secret_id"]), bytes.fromhex(i["secret"])
-    psk = hashlib.sha256(b"edgebox v1 pairing psk" + secret_id + secret).digest()
+    psk = hashlib.sha256(b"edgebox v1 pairing psk" + secret).digest()
     assert psk.hex() == v["psk"]
     phone_eph = ec.derive_private_key(int(i["phone_ephemeral_scalar"], 16), ec.SECP256R1())
     box_eph_pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), m["box_auth"][41:106])
