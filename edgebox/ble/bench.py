@@ -1,0 +1,138 @@
+"""BLE throughput: raw max-size notifications vs application bytes through an established session.
+
+    edgebox bench ble --json --adapter hci0 --phone-adapter hci1 [--btvirt]
+
+Needs a Bluetooth stack with two adapters that can see each other (the vHIL guest runs it:
+`hil/virtual/run --bench`). One process runs the box (BlePeripheral) on --adapter and the phone
+(bleak) on --phone-adapter. Figures, same box, same connection setup, same run:
+
+- raw_notify_kib_s: the box sends --raw-count datagrams of the full link size (TX notifications of
+  ATT_MTU - 5 bytes incl. the 4-byte link tag), no protocol; bytes of notification values received
+  by the phone per second, first to last.
+- session_goodput_kib_s: after pairing (not timed), the box's BoxServer streams a --session-kib
+  response through the secure session (framing window, AES-GCM records, app messages); response
+  text bytes per second from the first chunk to `done`.
+- goodput_vs_raw: their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from edgebox.ble.central import connect, find_box
+from edgebox.ble.layout import TAG_LEN, BoxInfo
+from edgebox.ble.peripheral import BlePeripheral, ListenerState, PeripheralConfig
+
+BENCH_NAME = "ebx-bench"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter", default="hci0", help="box adapter")
+    parser.add_argument("--phone-adapter", default="hci1", help="phone (central) adapter")
+    parser.add_argument("--btvirt", action="store_true", help="two rotating adverts (btvirt needs them)")
+    parser.add_argument("--raw-count", type=int, default=800, help="raw notifications to send")
+    parser.add_argument("--session-kib", type=int, default=256, help="session response size, KiB")
+
+
+class _BulkResponder:
+    """Answers a prompt whose text is a decimal byte count with that many bytes of text."""
+
+    piece = 2000
+
+    async def respond(self, prompt: Any, ctx: Any) -> AsyncIterator[Any]:
+        from edgebox.session.messages import Done
+
+        total = int(prompt.messages[-1].content)
+        block = "x" * self.piece
+        for start in range(0, total, self.piece):
+            yield block[: min(self.piece, total - start)]
+        yield Done(id=prompt.id, source="echo")
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from edgebox.box.identity import BoxIdentity
+    from edgebox.box.registry import MemoryRegistry
+    from edgebox.box.server import BoxServer
+    from edgebox.phone import client
+    from edgebox.phone.keystore import PhoneKeystore
+    from edgebox.session.handshake import PROTOCOL_VERSION
+    from edgebox.session.invite import new_invite
+
+    identity = BoxIdentity.generate()
+    registry = MemoryRegistry()
+    server = BoxServer(identity, registry, _BulkResponder())
+    config = PeripheralConfig(
+        box=BoxInfo(PROTOCOL_VERSION, identity.box_id_hex, identity.key_hash),
+        adapter=args.adapter,
+        name=BENCH_NAME,
+        advertisement_instances=2 if args.btvirt else 1,
+    )
+    result: dict[str, Any] = {}
+    async with BlePeripheral(config) as peripheral:
+        state = await peripheral.wait_state(ListenerState.ADVERTISING, ListenerState.FAILED, timeout=30)
+        if state is not ListenerState.ADVERTISING:
+            raise RuntimeError(f"peripheral not advertising: {state.value} {peripheral.last_error}")
+
+        # --- raw notifications
+        device = await find_box(adapter=args.phone_adapter, name=BENCH_NAME, timeout=30)
+        phone = await connect(device, adapter=args.phone_adapter, timeout=30)
+        box_link = await peripheral.accept()
+        size = box_link.mtu
+        payload = bytes(size)
+
+        async def blast() -> None:
+            for _ in range(args.raw_count):
+                await box_link.send(payload)
+
+        sender = asyncio.create_task(blast())
+        await phone.recv()
+        first = time.perf_counter()
+        for _ in range(args.raw_count - 1):
+            await phone.recv()
+        raw_s = time.perf_counter() - first
+        await sender
+        raw_bytes = (args.raw_count - 1) * (size + TAG_LEN)
+        result["raw_notify_kib_s"] = round(raw_bytes / raw_s / 1024, 1)
+        result["att_notification_bytes"] = size + TAG_LEN
+        await phone.close()
+
+        # --- session goodput
+        serving = asyncio.create_task(server.serve(peripheral))
+        invite = new_invite(identity.box_id, identity.key_hash, time.time(), ttl=600)
+        registry.add_invite(invite)
+        with tempfile.TemporaryDirectory() as tmp:
+            keystore = PhoneKeystore.load_or_create(Path(tmp) / "phone.json")
+            device = await find_box(adapter=args.phone_adapter, name=BENCH_NAME, timeout=30)
+            link = await connect(device, adapter=args.phone_adapter, timeout=30)
+            session = await client.pair(link, keystore, invite)
+            total = args.session_kib * 1024
+            got = 0
+            start: float | None = None
+            async for item in session.ask_stream(str(total)):
+                if isinstance(item, str):
+                    if start is None:
+                        start = time.perf_counter()
+                        got = 0
+                    else:
+                        got += len(item)
+            assert start is not None
+            session_s = time.perf_counter() - start
+            await session.close()
+            await link.close()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        result["session_goodput_kib_s"] = round(got / session_s / 1024, 1)
+        result["goodput_vs_raw"] = round(result["session_goodput_kib_s"] / result["raw_notify_kib_s"], 3)
+        result["link_mtu"] = size
+        result["notify_path"] = "acquire_notify" if peripheral.stats["notify_fd"] else "properties_changed"
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return asyncio.run(_bench(args))
