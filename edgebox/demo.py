@@ -24,7 +24,6 @@ from edgebox.phone import client
 from edgebox.phone.keystore import PairedBox, PhoneKeystore
 from edgebox.session.connection import phone_id
 from edgebox.session.errors import SessionError
-from edgebox.session.invite import new_invite
 from edgebox.transport.loopback import LoopbackListener
 
 MTU = 244
@@ -49,10 +48,9 @@ async def demo(show_qr: bool = True) -> None:
     serving = asyncio.create_task(server.serve(listener))
     _say("box", f"identity created: box id {box.box_id_hex}, key hash {box.key_hash.hex()[:16]}...")
 
-    invite = new_invite(box.box_id, box.key_hash, time.time(), ttl=300)
-    registry.add_invite(invite)
+    invite = registry.create_invite(box.box_id, box.key_hash, time.time(), ttl=300)
     _say("admin page", "pairing QR code (single use, expires in 5 min):")
-    print(render_invite(invite) if show_qr else invite.encode(), flush=True)
+    print(render_invite(invite, qr=show_qr), flush=True)
 
     phone = PhoneKeystore.load_or_create(workdir / "phone.json")
     _say("phone", f"key file {phone.path} (mode 0600), phone id {phone_id(phone.public_point)}")

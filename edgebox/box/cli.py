@@ -1,7 +1,10 @@
-"""`edgebox box ...`: the box's identity, pairing codes, and the session server.
+"""`edgebox box ...`: the box's identity, pairing codes, enrolled phones and the session server.
 
-edgebox box init                 create the box identity (box id + long-term P-256 key)
-edgebox box run --socket PATH    serve phones on a Unix socket (development transport)
+edgebox box init                         create identity, database key and encrypted store
+edgebox box invite [--ttl 300]           a new single-use pairing code (QR on the terminal)
+edgebox box phones                       list enrolled phones
+edgebox box revoke PHONE_ID              revoke a phone (its sessions are refused from now on)
+edgebox box run --socket PATH | --ble    serve phones (prints a fresh pairing code at start)
 """
 
 from __future__ import annotations
@@ -9,69 +12,151 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import time
 from pathlib import Path
 
 import segno
 
 from edgebox import paths
-from edgebox.box.identity import BoxIdentity
-from edgebox.box.registry import MemoryRegistry
 from edgebox.box.responder import EchoResponder
 from edgebox.box.server import BoxServer
-from edgebox.session.invite import DEFAULT_TTL_SECONDS, PairingInvite, new_invite
+from edgebox.box.state import BoxState, init_state, open_state
+from edgebox.errors import EdgeboxError
+from edgebox.session.invite import DEFAULT_TTL_SECONDS, PairingInvite
+from edgebox.transport.base import LinkListener
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("box", help="the branch box: identity and session server")
+    p = sub.add_parser("box", help="the branch box: identity, pairing, phones, session server")
     p.add_argument("--state-dir", type=Path, default=None, help="default: $EDGEBOX_STATE_DIR or ./var/box")
     bsub = p.add_subparsers(dest="box_command", required=True, metavar="ACTION")
-    init = bsub.add_parser("init", help="create the box identity if missing and print it")
-    init.set_defaults(func=_run_init)
+    bsub.add_parser("init", help="create identity, key and store if missing").set_defaults(func=_run_init)
+    inv = bsub.add_parser("invite", help="make a single-use pairing code")
+    inv.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="lifetime in seconds")
+    inv.add_argument("--no-qr", action="store_true")
+    inv.set_defaults(func=_run_invite)
+    bsub.add_parser("phones", help="list enrolled phones").set_defaults(func=_run_phones)
+    rev = bsub.add_parser("revoke", help="revoke an enrolled phone")
+    rev.add_argument("phone_id")
+    rev.set_defaults(func=_run_revoke)
     run = bsub.add_parser("run", help="serve phones (prints a pairing code at start)")
-    run.add_argument("--socket", type=Path, required=True, help="Unix socket to listen on")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", type=Path, help="Unix socket to listen on (development)")
+    where.add_argument("--ble", action="store_true", help="BLE GATT peripheral through BlueZ")
+    run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: first)")
     run.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="pairing code lifetime, seconds")
     run.set_defaults(func=_run_serve)
 
 
-def _identity(args: argparse.Namespace) -> BoxIdentity:
-    state = args.state_dir or paths.state_dir()
-    return BoxIdentity.load_or_create(state / "identity.json")
+def ble_name(box_id_hex: str) -> str:
+    """The advertised local name: short enough for a legacy advertisement, unique per box."""
+    return f"edgebox-{box_id_hex[:6]}"
 
 
-def render_invite(invite: PairingInvite) -> str:
+def _root(args: argparse.Namespace) -> Path:
+    root: Path = args.state_dir or paths.state_dir()
+    return root
+
+
+def render_invite(invite: PairingInvite, qr: bool = True) -> str:
     """The pairing code as a terminal QR code plus its text (what the admin page shows)."""
-    qr = segno.make(invite.encode(), error="m")
-    import io
-
+    text = invite.encode()
+    if not qr:
+        return text
     buf = io.StringIO()
-    qr.terminal(out=buf, compact=True, border=2)
-    return buf.getvalue() + invite.encode()
+    segno.make(text, error="m").terminal(out=buf, compact=True, border=2)
+    return buf.getvalue() + text
+
+
+def _print_invite(state: BoxState, ttl: int, qr: bool = True) -> None:
+    ident = state.identity
+    invite = state.registry.create_invite(ident.box_id, ident.key_hash, time.time(), ttl=ttl)
+    print(render_invite(invite, qr), flush=True)
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    ident = _identity(args)
-    print(f"box id:       {ident.box_id_hex}")
-    print(f"box key hash: {ident.key_hash.hex()}")
+    state = init_state(_root(args))
+    try:
+        print(f"box id:       {state.identity.box_id_hex}")
+        print(f"box key hash: {state.identity.key_hash.hex()}")
+        print(f"state:        {state.root}")
+    finally:
+        state.close()
     return 0
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from edgebox.transport.unix import SeqpacketListener
+def _run_invite(args: argparse.Namespace) -> int:
+    state = open_state(_root(args))
+    try:
+        _print_invite(state, args.ttl, qr=not args.no_qr)
+    finally:
+        state.close()
+    return 0
 
-    ident = _identity(args)
-    registry = MemoryRegistry()
-    invite = new_invite(ident.box_id, ident.key_hash, time.time(), ttl=args.ttl)
-    registry.add_invite(invite)
-    print(render_invite(invite), flush=True)
+
+def _run_phones(args: argparse.Namespace) -> int:
+    state = open_state(_root(args))
+    try:
+        for ph in state.store.phones.list_phones(include_revoked=True):
+            status = "revoked" if ph.revoked else "enrolled"
+            seen = (
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(ph.last_seen_at)) if ph.last_seen_at else "never"
+            )
+            print(f"{ph.phone_id}  {status:8}  last seen {seen}")
+    finally:
+        state.close()
+    return 0
+
+
+class UnknownPhoneError(EdgeboxError):
+    code = "phone_unknown"
+
+
+def _run_revoke(args: argparse.Namespace) -> int:
+    state = open_state(_root(args))
+    try:
+        if not state.registry.revoke(args.phone_id):
+            raise UnknownPhoneError(f"no enrolled phone {args.phone_id}")
+        print(f"revoked {args.phone_id}")
+    finally:
+        state.close()
+    return 0
+
+
+async def _listener(args: argparse.Namespace, state: BoxState) -> LinkListener:
+    if args.socket:
+        from edgebox.transport.unix import SeqpacketListener
+
+        return SeqpacketListener(args.socket)
+    from edgebox.ble.layout import BoxInfo
+    from edgebox.ble.peripheral import BlePeripheral, PeripheralConfig
+
+    ident = state.identity
+    config = PeripheralConfig(
+        box=BoxInfo(protocol_version=1, box_id=ident.box_id_hex, box_key_hash=ident.key_hash),
+        adapter=args.adapter or "hci0",
+        name=ble_name(ident.box_id_hex),
+    )
+    peripheral = BlePeripheral(config)
+    await peripheral.start()
+    return peripheral
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    state = init_state(_root(args))
+    _print_invite(state, args.ttl)
 
     async def go() -> None:
-        listener = SeqpacketListener(args.socket)
+        listener = await _listener(args, state)
         try:
-            await BoxServer(ident, registry, EchoResponder()).serve(listener)
+            await BoxServer(state.identity, state.registry, EchoResponder()).serve(listener)
         finally:
             await listener.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(go())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(go())
+    finally:
+        state.close()
     return 0

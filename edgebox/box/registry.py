@@ -11,6 +11,7 @@ psk = pairing_psk(secret).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from edgebox.session.connection import phone_id
-from edgebox.session.invite import DEFAULT_MAX_ATTEMPTS, PairingInvite
+from edgebox.session.handshake import SECRET_ID_LEN
+from edgebox.session.invite import DEFAULT_MAX_ATTEMPTS, DEFAULT_TTL_SECONDS, PairingInvite, new_secret
 
 
 class PhoneStatus(StrEnum):
@@ -27,14 +29,27 @@ class PhoneStatus(StrEnum):
     unknown = "unknown"
 
 
+class PairingOutcome(StrEnum):
+    enrolled = "enrolled"  # secret consumed, phone enrolled (or already enrolled with this key)
+    secret_invalid = "secret_invalid"  # noqa: S105 (used by someone else meanwhile, expired or locked)
+    revoked = "revoked"  # this phone key was revoked: re-enrolling needs an operator
+
+
 class PhoneRegistry(Protocol):
-    def add_invite(self, invite: PairingInvite, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None: ...
+    def create_invite(
+        self,
+        box_id: bytes,
+        box_key_hash: bytes,
+        now: float,
+        ttl: int = DEFAULT_TTL_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> PairingInvite: ...
 
     def pairing_psk(self, secret_id: bytes, now: float) -> bytes | None: ...
 
     def pairing_failed(self, secret_id: bytes, now: float) -> None: ...
 
-    def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> bool: ...
+    def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> PairingOutcome: ...
 
     def phone_status(self, phone_key: bytes) -> PhoneStatus: ...
 
@@ -63,7 +78,20 @@ class MemoryRegistry:
     phones: dict[str, _Phone] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def create_invite(
+        self,
+        box_id: bytes,
+        box_key_hash: bytes,
+        now: float,
+        ttl: int = DEFAULT_TTL_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> PairingInvite:
+        invite = PairingInvite(box_id, box_key_hash, os.urandom(SECRET_ID_LEN), new_secret(), int(now) + ttl)
+        self.add_invite(invite, max_attempts)
+        return invite
+
     def add_invite(self, invite: PairingInvite, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+        """Register an invitation made elsewhere (tests and benches that need a known secret)."""
         with self._lock:
             self.secrets[invite.secret_id] = _Secret(invite.psk(), invite.expires_at, max_attempts)
 
@@ -80,17 +108,19 @@ class MemoryRegistry:
             if s is not None and not s.used:
                 s.attempts += 1
 
-    def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> bool:
+    def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> PairingOutcome:
         with self._lock:
             s = self.secrets.get(secret_id)
             if s is None or s.used or now >= s.expires_at or s.attempts >= s.max_attempts:
-                return False
-            s.used = True
+                return PairingOutcome.secret_invalid
             pid = phone_id(phone_key)
             existing = self.phones.get(pid)
-            if existing is None or existing.revoked:
+            if existing is not None and existing.revoked:
+                return PairingOutcome.revoked
+            s.used = True
+            if existing is None:
                 self.phones[pid] = _Phone(phone_key, time.time())
-            return True
+            return PairingOutcome.enrolled
 
     def phone_status(self, phone_key: bytes) -> PhoneStatus:
         with self._lock:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from edgebox.box.identity import BoxIdentity
-from edgebox.box.registry import PhoneRegistry, PhoneStatus
+from edgebox.box.registry import PairingOutcome, PhoneRegistry, PhoneStatus
 from edgebox.box.responder import RequestContext, Responder
 from edgebox.log import get_logger
 from edgebox.session import messages as app
@@ -166,13 +166,18 @@ class _LinkSession:
         now = time.time()
         if pairing:
             assert self._secret_id is not None
-            ok = await asyncio.to_thread(registry.complete_pairing, self._secret_id, key, now)
+            outcome = await asyncio.to_thread(registry.complete_pairing, self._secret_id, key, now)
             self.pairing_pending = None  # completed, or already used by another phone: not a guess
-            if not ok:
+            if outcome is not PairingOutcome.enrolled:
+                code = (
+                    ErrorCode.phone_revoked
+                    if outcome is PairingOutcome.revoked
+                    else ErrorCode.pairing_secret_invalid
+                )
                 self.server.stats.refused += 1
-                self.conn.refuse(ErrorCode.pairing_secret_invalid)
+                self.conn.refuse(code)
                 await self._flush()
-                raise SessionError(ErrorCode.pairing_secret_invalid, "pairing secret was already used")
+                raise SessionError(code, f"pairing refused ({outcome.value})")
             self.server.stats.pairings += 1
             log.info("phone_paired", phone=self.phone)
         else:

@@ -50,8 +50,11 @@ async def _open_link(args: argparse.Namespace, box_id: str | None) -> DatagramLi
         return await unix.connect(args.socket)
     if args.ble:
         from edgebox.ble import central
+        from edgebox.box.cli import ble_name
 
-        return await central.connect_box(adapter=args.adapter, box_id=box_id, timeout=args.timeout)
+        name = ble_name(box_id) if box_id else None
+        device = await central.find_box(adapter=args.adapter, name=name, timeout=args.timeout)
+        return await central.connect(device, adapter=args.adapter, box_id=box_id, timeout=args.timeout)
     raise TransportChoiceError("choose a transport: --socket PATH or --ble")
 
 

@@ -81,6 +81,10 @@ class PairingInvite:
         return pairing_psk(self.secret)
 
 
+def new_secret() -> bytes:
+    return os.urandom(SECRET_LEN)
+
+
 def new_invite(
     box_id: bytes, box_key_hash: bytes, now_unix: float, ttl: int = DEFAULT_TTL_SECONDS
 ) -> PairingInvite:

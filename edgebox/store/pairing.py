@@ -110,6 +110,18 @@ class PairingSecretRepository:
         )
         return None if row is None else _row(row)
 
+    def usable_hash(self, secret_id: int) -> bytes | None:
+        """The stored hash of a secret that can still be used (not used, locked or expired), else
+        None. For protocols whose handshake itself proves knowledge of the secret (the box's
+        pairing handshake mixes this hash into its keys); such callers report failures with
+        `record_attempt` and finish with `consume`, which re-checks everything atomically."""
+        row = self._db.query_one(
+            "SELECT secret_hash FROM pairing_secrets WHERE secret_id = ? AND used_at IS NULL "
+            "AND locked_at IS NULL AND expires_at > ?",
+            (secret_id, self._clock()),
+        )
+        return None if row is None else bytes(row[0])
+
     def _load(self, tx: Transaction, secret_id: int) -> PairingSecret:
         row = tx.execute(
             (

@@ -70,6 +70,27 @@ def test_box_and_phone_over_unix_socket(tmp_path: Path) -> None:
         # A damaged code is a clear error.
         r = edgebox("phone", "--keystore", ks, "--socket", str(sock), "pair", code[:-2] + "AA")
         assert r.returncode == 2 and "invite_invalid" in r.stderr
+        # The operator makes a new code while the box runs (same encrypted store), a second phone
+        # pairs with it; then the first phone is revoked and refused.
+        state = ["box", "--state-dir", str(tmp_path / "box")]
+        r = edgebox(*state, "invite", "--no-qr")
+        assert r.returncode == 0, r.stderr
+        r = edgebox(
+            "phone", "--keystore", str(tmp_path / "p3.json"), "--socket", str(sock), "pair", r.stdout.strip()
+        )
+        assert r.returncode == 0, r.stderr
+        r = edgebox(*state, "phones")
+        lines = r.stdout.strip().splitlines()
+        assert len(lines) == 2 and all("enrolled" in line for line in lines)
+        pid = lines[0].split()[0]
+        r = edgebox(*state, "revoke", pid)
+        assert r.returncode == 0 and pid in r.stdout
+        assert edgebox(*state, "revoke", "nosuchphone").returncode == 2
+        refused = 0
+        for keystore in (ks, str(tmp_path / "p3.json")):
+            r = edgebox("phone", "--keystore", keystore, "--socket", str(sock), "ask", "hi")
+            refused += r.returncode == 2 and "phone_revoked" in r.stderr
+        assert refused == 1
     finally:
         box.terminate()
         box.wait(timeout=10)

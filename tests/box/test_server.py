@@ -11,33 +11,43 @@ from pathlib import Path
 import pytest
 
 from edgebox.box.identity import BoxIdentity
-from edgebox.box.registry import MemoryRegistry
+from edgebox.box.registry import MemoryRegistry, PhoneRegistry
 from edgebox.box.responder import EchoResponder, RequestContext
 from edgebox.box.server import BoxServer
+from edgebox.box.state import BoxState, init_state
 from edgebox.keyfile import KeyFileError
 from edgebox.phone import client
 from edgebox.phone.keystore import PhoneKeystore
 from edgebox.session import messages as app
 from edgebox.session.connection import phone_id
 from edgebox.session.errors import SessionError
-from edgebox.session.invite import InviteError, PairingInvite, new_invite
+from edgebox.session.invite import InviteError, PairingInvite
 from edgebox.transport.base import LinkClosed
 from edgebox.transport.loopback import LoopbackListener, link_pair
 
 
 class Harness:
-    def __init__(self, tmp: Path, mtu: int = 244, responder: object | None = None) -> None:
+    def __init__(
+        self, tmp: Path, mtu: int = 244, responder: object | None = None, registry: str = "memory"
+    ) -> None:
         self.tmp = tmp
         self.box = BoxIdentity.generate()
-        self.registry = MemoryRegistry()
+        self.state: BoxState | None = None
+        self.registry: PhoneRegistry
+        if registry == "store":
+            self.state = init_state(tmp / "box")
+            self.box = self.state.identity
+            self.registry = self.state.registry
+        else:
+            self.registry = MemoryRegistry()
         self.server = BoxServer(self.box, self.registry, responder or EchoResponder())  # type: ignore[arg-type]
         self.listener = LoopbackListener(mtu=mtu)
         self.task = asyncio.create_task(self.server.serve(self.listener))
 
     def invite(self, ttl: int = 300, max_attempts: int = 5) -> PairingInvite:
-        inv = new_invite(self.box.box_id, self.box.key_hash, time.time(), ttl=ttl)
-        self.registry.add_invite(inv, max_attempts=max_attempts)
-        return inv
+        return self.registry.create_invite(
+            self.box.box_id, self.box.key_hash, time.time(), ttl=ttl, max_attempts=max_attempts
+        )
 
     def phone(self, name: str = "phone") -> PhoneKeystore:
         return PhoneKeystore.load_or_create(self.tmp / f"{name}.json")
@@ -50,11 +60,13 @@ class Harness:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+        if self.state is not None:
+            self.state.close()
 
 
-@pytest.fixture
-async def h(tmp_path: Path):  # type: ignore[no-untyped-def]
-    harness = Harness(tmp_path)
+@pytest.fixture(params=["memory", "store"])
+async def h(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    harness = Harness(tmp_path, registry=request.param)
     yield harness
     await harness.stop()
 
@@ -111,6 +123,23 @@ async def test_revoked_phone_is_refused(h: Harness) -> None:
     assert e.value.code == "phone_revoked"
 
 
+async def test_revoked_phone_cannot_re_pair_by_itself(h: Harness) -> None:
+    ks, s = await h.paired_session()
+    await s.close()
+    assert h.registry.revoke(phone_id(ks.public_point))
+    with pytest.raises(SessionError) as e:
+        await client.pair(h.listener.connect(), ks, h.invite())
+    assert e.value.code == "phone_revoked"
+
+
+async def test_same_phone_pairing_again_keeps_its_enrolment(h: Harness) -> None:
+    ks, s = await h.paired_session()
+    await s.close()
+    s = await client.pair(h.listener.connect(), ks, h.invite())
+    assert (await s.ask("again")).text == "again"
+    await s.close()
+
+
 async def test_pairing_secret_is_single_use(h: Harness) -> None:
     inv = h.invite()
     s = await client.pair(h.listener.connect(), h.phone("a"), inv)
@@ -121,13 +150,19 @@ async def test_pairing_secret_is_single_use(h: Harness) -> None:
 
 
 async def test_expired_pairing_secret(h: Harness) -> None:
-    inv = h.invite(ttl=-1)
+    inv = h.invite()
+    stale = PairingInvite(inv.box_id, inv.box_key_hash, inv.secret_id, inv.secret, int(time.time()) - 1)
     with pytest.raises(InviteError):
-        await client.pair(h.listener.connect(), h.phone(), inv)  # the phone notices first
-    # A phone that ignores expiry is refused by the box.
-    fresh = PairingInvite(inv.box_id, inv.box_key_hash, inv.secret_id, inv.secret, int(time.time()) + 60)
+        await client.pair(h.listener.connect(), h.phone(), stale)  # the phone notices first
+    # Expire it on the box; a phone that ignores expiry is refused by the box.
+    if h.state is not None:
+        with h.state.store.db.transaction() as tx:
+            tx.execute("UPDATE pairing_secrets SET expires_at = 1")
+    else:
+        assert isinstance(h.registry, MemoryRegistry)
+        h.registry.secrets[inv.secret_id].expires_at = 1
     with pytest.raises(SessionError) as e:
-        await client.pair(h.listener.connect(), h.phone(), fresh)
+        await client.pair(h.listener.connect(), h.phone(), inv)
     assert e.value.code == "pairing_secret_invalid"
 
 
