@@ -83,6 +83,7 @@ RENEW_PATH = "/v1/pki/renew"
 KNOWN_PATHS = {CHAT_PATH: "POST", RENEW_PATH: "POST", "/openapi.json": "GET", "/healthz": "GET"}
 MAX_UPSTREAM_BODY = 16 * 1024 * 1024
 DRAIN_FACTOR = 4
+MAX_SSE_EVENT = 1024 * 1024
 _SERVER_HEADER = "edgebox"
 _CLOSE_AFTER = web.RequestKey("edgebox_close_after", bool)
 
@@ -673,28 +674,40 @@ class Gateway:
         await resp.prepare(request)
         usage: _Usage | None = None
         pending = b""
-        async for chunk in upstream.content.iter_any():
-            pending += chunk.replace(b"\r\n", b"\n")
-            *events, pending = pending.split(b"\n\n")
-            if not events:
-                continue
-            forward: list[bytes] = []
-            for event in events:
-                if b'"usage"' in event and event.startswith(b"data: {"):
-                    try:
-                        env = _USAGE_DECODER.decode(event[6:])
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        env = _UsageEnvelope()
-                    if env.usage is not None:
-                        usage = env.usage
-                        if not client_wants_usage and not env.choices:
-                            continue  # the usage-only chunk we forced; the client did not ask for it
-                forward.append(event + b"\n\n")
-            if forward:
-                await resp.write(b"".join(forward))
-        if pending.strip():
-            await resp.write(pending + b"\n\n")
-        await resp.write_eof()
+        try:
+            async for chunk in upstream.content.iter_any():
+                pending = (pending + chunk).replace(b"\r\n", b"\n")
+                if len(pending) > MAX_SSE_EVENT:
+                    log.warning("upstream_stream_broken", error="event_too_large")
+                    break
+                *events, pending = pending.split(b"\n\n")
+                if not events:
+                    continue
+                forward: list[bytes] = []
+                for event in events:
+                    if b'"usage"' in event and event.startswith(b"data: {"):
+                        try:
+                            env = _USAGE_DECODER.decode(event[6:])
+                        except (msgspec.DecodeError, msgspec.ValidationError):
+                            env = _UsageEnvelope()
+                        if env.usage is not None:
+                            usage = env.usage
+                            if not client_wants_usage and not env.choices:
+                                continue  # the usage-only chunk we forced; the client did not ask for it
+                    forward.append(event + b"\n\n")
+                if forward:
+                    await resp.write(b"".join(forward))
+            else:
+                if pending.strip():
+                    await resp.write(pending + b"\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionAbortedError):
+            log.info("client_disconnected_mid_stream")  # usage unknown: the estimate stays charged
+            return resp, usage
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream_stream_broken", error=type(exc).__name__)
+            with contextlib.suppress(ConnectionError):
+                await resp.write_eof()
         return resp, usage
 
     async def _renew(self, request: web.Request) -> web.StreamResponse:

@@ -90,7 +90,7 @@ class StubUpstream:
 
     url: str = ""
     requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
-    mode: str = "ok"  # ok | echo_key_error | rate_limited | hang | overcharge
+    mode: str = "ok"  # ok | echo_key_error | rate_limited | hang | stream_abort
     prompt_tokens: int = 10
     completion_tokens: int = 5
 
@@ -126,6 +126,12 @@ class StubUpstream:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **leaky})
             await resp.prepare(request)
             include = bool((body.get("stream_options") or {}).get("include_usage"))
+            if self.mode == "stream_abort":
+                await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n')
+                await asyncio.sleep(0.05)
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
             for i, word in enumerate(["Hel", "lo", "!"]):
                 chunk: dict[str, Any] = {
                     "id": "c1",

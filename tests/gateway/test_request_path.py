@@ -216,3 +216,20 @@ async def test_every_log_line_of_a_request_carries_its_trace_id(
     assert request_lines[0]["trace_id"] == TP.split("-")[1]
     assert request_lines[1]["trace_id"] == minted.split("-")[1]
     assert all(x["device"] == "box-t" for x in request_lines)
+
+
+async def test_upstream_breaking_mid_stream_ends_the_stream_cleanly(
+    make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream, tmp_path: Path
+) -> None:
+    gw = await make_gateway(quota_tokens=10_000)
+    box = make_box(pki, "box-b", boxes_dir)
+    upstream.mode = "stream_abort"
+    async with client_for(gw, box, pki) as c:
+        r = await c.post("/v1/chat/completions", json=chat_body(stream=True, max_tokens=40))
+        assert r.status == 200
+        assert b"Hel" in await r.read()
+        upstream.mode = "ok"
+        assert (await c.post("/v1/chat/completions", json=chat_body())).status == 200
+    # usage never arrived for the broken stream: its estimate stays charged
+    estimate = read_audit(tmp_path)[0]["estimate_tokens"]
+    assert await gw.quota.used("box-b", gw.quota_limit) == estimate + 15
