@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 from edgebox.gateway.anomaly import AnomalyWatch
 from edgebox.gateway.config import AnomalyConfig
 from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 
 class FakeClock:

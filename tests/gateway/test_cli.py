@@ -7,9 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import StubUpstream, chat_body, make_box
-
 from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import StubUpstream, chat_body, make_box
 
 
 async def test_gateway_starts_with_defaults(tmp_path: Path, upstream: StubUpstream) -> None:

@@ -8,10 +8,10 @@ import traceback
 from pathlib import Path
 
 import pytest
-from conftest import UPSTREAM_KEY, GatewayFactory, StubUpstream, chat_body, client_for, make_box
 
 from edgebox.gateway.secret import UpstreamKey, load_upstream_key
 from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import UPSTREAM_KEY, GatewayFactory, StubUpstream, chat_body, client_for, make_box
 
 
 async def test_upstream_key_never_leaks(

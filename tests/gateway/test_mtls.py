@@ -9,10 +9,18 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Box, GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 from cryptography import x509
 
 from edgebox.pki.ca import DeviceCA, box_id_from_cert, key_pem, make_csr, new_private_key
+from tests.gateway.support import (
+    Box,
+    GatewayFactory,
+    StubUpstream,
+    chat_body,
+    client_for,
+    make_box,
+    read_audit,
+)
 
 
 async def _post_with(ctx: ssl.SSLContext, port: int) -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 from edgebox.pipeline.quota import (
     MemoryQuota,
@@ -19,6 +18,7 @@ from edgebox.pipeline.quota import (
     connect_redis,
 )
 from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 
 async def test_quota_exact_across_replicas_under_concurrent_load(

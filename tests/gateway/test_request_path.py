@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import (
+from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import (
     UPSTREAM_KEY,
     GatewayFactory,
     StubUpstream,
@@ -14,8 +15,6 @@ from conftest import (
     make_box,
     read_audit,
 )
-
-from edgebox.pki.ca import DeviceCA
 
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -186,7 +185,7 @@ async def test_upstream_failures_are_typed_and_never_relay_upstream_text(
 async def test_upstream_down_is_502(
     make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream
 ) -> None:
-    from conftest import free_port
+    from tests.gateway.support import free_port
 
     gw = await make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}/v1")
     box = make_box(pki, "box-d", boxes_dir)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UPSTREAM_KEY, GatewayFactory, StubUpstream, chat_body, client_for, make_box
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from edgebox.gateway.secret import UpstreamKey
 from edgebox.gateway.server import Gateway
 from edgebox.pipeline.openai_schema import RequestInvalid, decode_request
 from edgebox.pki.ca import DeviceCA
+from tests.gateway.support import UPSTREAM_KEY, GatewayFactory, StubUpstream, chat_body, client_for, make_box
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gateway-openapi.json"
 
