@@ -35,7 +35,8 @@ RULES: tuple[tuple[float, str], ...] = (
     ),
     (0.7, r"\b(dan|developer mode|jailbreak|jailbroken|do anything now)\b"),
     (0.5, r"\b(no|without) (restrictions|filters|limitations|rules|guardrails)\b"),
-    (0.5, r"<\|?(im_start|im_end|system|endoftext)\|?>|\[/?inst\]|^\s*(system|assistant)\s*:"),
+    (0.7, r"<\|(im_start|im_end|system|endoftext|start_header_id)\|>|\[/?inst\]|<</?sys>>"),
+    (0.3, r"^\s*(system|assistant)\s*:"),
     (0.4, r"\bnew instructions?\b|\bupdated instructions?\b|\boverride (mode|protocol)\b"),
     (
         0.4,
