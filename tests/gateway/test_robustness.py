@@ -179,26 +179,54 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-safe_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=200)
-messages = st.lists(
-    st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": safe_text}),
-    min_size=1,
-    max_size=5,
-)
-valid_requests = st.fixed_dictionaries(
-    {"model": st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True), "messages": messages},
-    optional={
-        "stream": st.booleans(),
-        "max_tokens": st.integers(1, 4096),
-        "temperature": st.floats(0, 2),
-        "top_p": st.floats(0, 1),
-        "n": st.integers(1, 4),
-        "stop": st.text(min_size=1, max_size=10) | st.lists(st.text(min_size=1, max_size=10), max_size=4),
-        "seed": st.integers(-(2**63), 2**63 - 1),
-        "user": st.text(max_size=30),
-        "stream_options": st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
-    },
-)
+
+
+def strategy_from_schema(schema: dict[str, Any], components: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Hypothesis strategy for the JSON Schema subset msgspec emits (refs, anyOf, enum, objects, ...)."""
+    if "$ref" in schema:
+        return st.deferred(
+            lambda: strategy_from_schema(components[schema["$ref"].rsplit("/", 1)[1]], components)
+        )
+    if "anyOf" in schema:
+        return st.one_of([strategy_from_schema(s, components) for s in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        props = {k: strategy_from_schema(v, components) for k, v in schema.get("properties", {}).items()}
+        required = set(schema.get("required", []))
+        return st.fixed_dictionaries(
+            {k: v for k, v in props.items() if k in required},
+            optional={k: v for k, v in props.items() if k not in required},
+        )
+    if kind == "array":
+        return st.lists(
+            strategy_from_schema(schema["items"], components),
+            min_size=schema.get("minItems", 0),
+            max_size=min(schema.get("maxItems", 5), 5),
+        )
+    if kind == "string":
+        lo, hi = schema.get("minLength", 0), min(schema.get("maxLength", 200), 200)
+        if "pattern" in schema:
+            return st.from_regex(schema["pattern"], fullmatch=True).filter(lambda x: lo <= len(x) <= hi)
+        return st.text(min_size=lo, max_size=hi)
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "null":
+        return st.none()
+    raise AssertionError(f"schema construct not covered: {schema}")
+
+
+_DOC = openapi_document()
+_BODY_SCHEMA = _DOC["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"][
+    "schema"
+]
+# requests generated from the published OpenAPI document itself
+valid_requests = strategy_from_schema(_BODY_SCHEMA, _DOC["components"]["schemas"])
 
 
 @st.composite
