@@ -13,7 +13,7 @@ APT_DEMO :=
 APT_TEST := dbus redis-server
 APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
 
-.PHONY: help demo test lint unit hil-virtual bench bootstrap clean
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
@@ -24,7 +24,7 @@ help:
 bootstrap:
 	@$(BOOTSTRAP) $(APT_DEMO)
 
-demo:
+demo: models
 	@$(BOOTSTRAP) $(APT_DEMO)
 	@$(PY) -m edgebox demo
 
@@ -34,7 +34,13 @@ lint:
 	$(VENV)/bin/ruff format --check edgebox tests bench hil
 	$(VENV)/bin/mypy
 
-unit:
+# Local models (embedder + injection classifier) in var/models; a no-op when the manifest matches the
+# input hash. Builds in its own venv (var/models-build-venv, pip + pinned hashes, CPU torch).
+models:
+	@$(BOOTSTRAP)
+	@$(PY) -m edgebox models build
+
+unit: models
 	@$(BOOTSTRAP) $(APT_TEST)
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 

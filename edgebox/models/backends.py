@@ -89,7 +89,9 @@ class LiteRTEmbedBackend:
         for row in ids:
             length = next((b for b in self._buckets if b >= len(row)), self._buckets[-1])
             input_ids, mask = _pad([row[:length]], length)
-            out = self._runners[length](input_ids=input_ids.astype(np.int32), attention_mask=mask.astype(np.int32))
+            out = self._runners[length](
+                input_ids=input_ids.astype(np.int32), attention_mask=mask.astype(np.int32)
+            )
             rows.append(np.asarray(out["embedding"], dtype=np.float32).reshape(-1))
         return np.stack(rows)
 

@@ -1,7 +1,7 @@
 """Drive `edgebox models build` from the main venv: input hash, build venv, cache.
 
 Theory of operation: the build inputs are the pinned build requirements, the build and feature
-code (edgebox/models/*.py, edgebox/models/build/*.py) and the training data (every
+code (edgebox/models/build/*.py + the run-time modules it executes) and the training data (every
 `<data>/<source>/prompts.csv`). Their SHA-256 over (relative name, content) pairs is the input hash.
 If `<models>/manifest.json` carries the same hash and every file in it verifies, nothing is done.
 Otherwise a separate build venv (`python3 -m venv` + `pip install --require-hashes`; not uv, which
@@ -27,17 +27,29 @@ from edgebox.models.manifest import Manifest
 PACKAGE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS = PACKAGE_DIR / "build-requirements.txt"
 TORCH_WHEELS = Path("/opt/wheels")
+# Run-time modules the build executes (their output lands in the models dir).
+BUILD_INPUT_MODULES = (
+    "backends.py",
+    "config.py",
+    "embedder.py",
+    "features.py",
+    "injection.py",
+    "manifest.py",
+)
 log = get_logger(__name__)
 
 
 def input_hash(data_dir: Path) -> str:
     digest = hashlib.sha256()
-    files = [REQUIREMENTS, *sorted(PACKAGE_DIR.glob("*.py")), *sorted((PACKAGE_DIR / "build").glob("*.py"))]
+    files = [REQUIREMENTS, *(PACKAGE_DIR / name for name in BUILD_INPUT_MODULES)]
+    files += sorted((PACKAGE_DIR / "build").glob("*.py"))
     for path in files:
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
     csvs = sorted(data_dir.glob("*/prompts.csv"))
     if not csvs:
-        raise ModelBuildError(f"no training data: {data_dir}/<source>/prompts.csv not found (set EDGEBOX_INJECTION_DATA)")
+        raise ModelBuildError(
+            f"no training data: {data_dir}/<source>/prompts.csv not found (set EDGEBOX_INJECTION_DATA)"
+        )
     for path in csvs:
         digest.update(f"data/{path.parent.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -71,15 +83,23 @@ def ensure_build_venv(venv: Path) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
     if TORCH_WHEELS.is_dir():
         pip += ["--find-links", str(TORCH_WHEELS)]
-    _run([*pip, "--require-hashes", "-r", str(REQUIREMENTS)], "installing the pinned build requirements")
+    _run(
+        [*pip, "--require-hashes", "-r", str(REQUIREMENTS)],
+        "installing the pinned build requirements",
+        quiet=True,
+    )
     stamp.write_text(wanted + "\n")
     return python
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, *, quiet: bool = False) -> None:
+    """Run a build step; with quiet=True its output is shown only if it fails."""
     print(f"models build: {what}", file=sys.stderr, flush=True)
-    result = subprocess.run(cmd, env=env, check=False)
+    result = subprocess.run(cmd, env=env, check=False, capture_output=quiet, text=True)
     if result.returncode != 0:
+        if quiet:
+            lines = (result.stdout + result.stderr).splitlines()
+            print("\n".join(line for line in lines if "is ignored" not in line)[-4000:], file=sys.stderr)
         raise ModelBuildError(f"{what} failed (exit {result.returncode})")
 
 

@@ -74,7 +74,9 @@ class ModelsConfig:
         except ValueError as exc:
             raise ConfigError("EDGEBOX_INJECTION_THRESHOLD / EDGEBOX_MODELS_THREADS must be numbers") from exc
         if runtime not in ("onnx", "litert") or precision not in ("int8", "fp32"):
-            raise ConfigError("EDGEBOX_MODELS_RUNTIME must be onnx|litert, EDGEBOX_MODELS_PRECISION int8|fp32")
+            raise ConfigError(
+                "EDGEBOX_MODELS_RUNTIME must be onnx|litert, EDGEBOX_MODELS_PRECISION int8|fp32"
+            )
         return cls(
             models_dir=default_models_dir(env),
             runtime=runtime,  # type: ignore[arg-type]

@@ -63,9 +63,13 @@ class Embedder:
     def tokenize(self, texts: Sequence[str], max_tokens: int | None = None) -> list[list[int]]:
         limit = self.max_tokens if max_tokens is None else max(2, min(max_tokens, self.max_tokens))
         encodings = self._tokenizer.encode_batch(list(texts))
-        return [enc.ids if len(enc.ids) <= limit else [*enc.ids[: limit - 1], enc.ids[-1]] for enc in encodings]
+        return [
+            enc.ids if len(enc.ids) <= limit else [*enc.ids[: limit - 1], enc.ids[-1]] for enc in encodings
+        ]
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 16, max_tokens: int | None = None) -> FloatArray:
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 16, max_tokens: int | None = None
+    ) -> FloatArray:
         """Embed `texts` -> float32 array (len(texts), dim), each row of unit L2 norm."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not one string")

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001, RUF003, E501
 """Text features of the injection classifier, shared by the build (training) and run time.
 
 Theory of operation: the same pure-Python/numpy code produces the features at build time and on the
@@ -32,9 +33,11 @@ import numpy.typing as npt
 NGRAM_DIM = 1 << 14
 NGRAM_SIZES = (3, 4, 5)
 MAX_CHARS = 6000
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufe00-\ufe0f]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufe00-\ufe0f]"
+)
 _HOMOGLYPHS = str.maketrans(
     {
         "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
@@ -83,6 +86,40 @@ _PERSONA = re.compile(
     r"|\b(sin (restricciones|límites|filtros|reglas))\b|\b(senza (restrizioni|limiti|filtri|regole))\b"
     r"|\b(sem (restrições|restricoes|limites|filtros|regras))\b"
 )
+# "the previous/original rules or instructions" - the object of an override, in 14 languages.
+_PRIOR_RULES = re.compile(
+    r"\b(previous|prior|earlier|above|preceding|original|initial|old|former)\s+(\w+\s+){0,2}?"
+    r"(instructions?|rules|guidelines|directives|prompts?|guardrails|programming)\b"
+    r"|\b(vorherigen|bisherigen|obigen|ursprünglichen|früheren|alten)\s+(\w+\s+)?(anweisungen|regeln|vorgaben|instruktionen)"
+    r"|\b(instructions|règles|consignes|directives)\s+(\w+\s+)?(précédentes|antérieures|initiales|originales|d'origine)"
+    r"|\b(instrucciones|reglas|indicaciones|normas)\s+(\w+\s+)?(anteriores|previas|originales|iniciales)"
+    r"|\b(istruzioni|regole|direttive|indicazioni)\s+(\w+\s+)?(precedenti|iniziali|originali|di prima)"
+    r"|\b(instruções|instrucoes|regras|diretrizes)\s+(\w+\s+)?(anteriores|iniciais|originais|prévias)"
+    r"|\b(vorige|eerdere|oorspronkelijke)\s+(instructies|regels|richtlijnen)"
+    r"|\b(poprzednie|wcześniejsze)\s+(instrukcje|polecenia|zasady)"
+    r"|\b(instruksi|aturan|perintah)\s+(sebelumnya|awal)"
+    r"|\b(önceki|eski)\s+(\w+\s+)?(talimat|kural|komut)"
+    r"|(предыдущи|прежни|прошлы|изначальн)\w*\s+(\w+\s+)?(инструкци|правил|указани)"
+    r"|(之前|以前|先前|上面|原来|原先)的?(所有)?(指令|规则|指示|提示|設定|设定)"
+    r"|(以前|これまで|前|最初)の(すべての|全ての)?(指示|ルール|命令|設定)"
+    r"|पिछले\s+(सभी\s+)?(निर्देश|नियम)"
+)
+# "hidden / secret / system instructions or prompt" - the object of exfiltration, in 13 languages.
+_HIDDEN_CONFIG = re.compile(
+    r"\b(hidden|secret|confidential|internal|private|system|developer|initial)\s+(\w+\s+)?"
+    r"(instructions?|prompts?|rules|configuration|guidelines|directives|notes)\b"
+    r"|\b(geheimen?|versteckten?|vertraulichen?|internen?)\s+(anweisungen|regeln|instruktionen|konfiguration)"
+    r"|\bsystem(anweisung|prompt|nachricht)\w*"
+    r"|\b(instructions|consignes|règles)\s+(cachées|secrètes|confidentielles|internes|système)|prompt système"
+    r"|\b(instrucciones|reglas|indicaciones)\s+(ocultas|secretas|confidenciales|internas|del sistema)|prompt del sistema"
+    r"|\b(istruzioni|regole)\s+(nascoste|segrete|riservate|interne|di sistema)|prompt di sistema"
+    r"|\b(instruções|instrucoes|regras)\s+(ocultas|secretas|confidenciais|internas|do sistema)|prompt do sistema"
+    r"|\b(verborgen|geheime)\s+(instructies|regels)|systeemprompt"
+    r"|(скрыт|секретн|системн|конфиденциальн)\w*\s+(\w+\s+)?(инструкци|промпт|правил|подсказк)"
+    r"|(隐藏|秘密|系统|内部)的?(指令|提示|规则|设定)|(隠された|秘密の|システム|内部の?)(指示|プロンプト|ルール|設定)"
+    r"|\b(gizli|sistem)\s+(talimat|komut|kural)\w*"
+    r"|(सिस्टम|छिपे|गुप्त)\s+(प्रॉम्प्ट|निर्देश)"
+)
 _ROLE_MARKER = re.compile(
     r"(^|\n)\s*(\[?(system|sys|admin|developer|root)\]?\s*[:>\]]|#{2,}\s*(system|instruction|new instructions?)\b|"
     r"<\|?(im_start|im_end|system|endoftext|eot_id|start_header_id)\|?>|</?(system|instructions?|sys)>|"
@@ -107,6 +144,9 @@ SIGNAL_NAMES = (
     "exfil_phrase",
     "persona_phrase",
     "override_and_exfil",
+    "prior_rules_ref",
+    "hidden_config_ref",
+    "prior_and_hidden",
     "non_ascii_ratio",
 )
 SIGNAL_DIM = len(SIGNAL_NAMES)
@@ -171,7 +211,8 @@ def _decoded_payloads(raw: str) -> list[str]:
         bits = re.sub(r"\s", "", match.group(0))
         data = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits) - 7, 8))
         found.append(data.decode("utf-8", "ignore"))
-    return [text for text in found if text and sum(c.isprintable() for c in text) / len(text) > 0.9]
+    # Real hidden text has words: printable, with spaces (random letters rarely decode to that).
+    return [t for t in found if len(t) >= 6 and " " in t and sum(c.isprintable() for c in t) / len(t) > 0.9]
 
 
 def signals(raw: str, norm: Normalised) -> FloatArray:
@@ -181,6 +222,8 @@ def signals(raw: str, norm: Normalised) -> FloatArray:
     rot13 = bool(_KEYWORDS.search(codecs.decode(text, "rot13"))) and not bool(_KEYWORDS.search(text))
     override = bool(_OVERRIDE.search(text))
     exfil = bool(_EXFIL.search(text))
+    prior = bool(_PRIOR_RULES.search(text))
+    hidden = bool(_HIDDEN_CONFIG.search(text))
     non_ascii = sum(not c.isascii() for c in text) / max(1, len(text))
     values = (
         min(norm.invisible, 3) / 3.0,
@@ -193,6 +236,9 @@ def signals(raw: str, norm: Normalised) -> FloatArray:
         1.0 if exfil else 0.0,
         1.0 if _PERSONA.search(text) else 0.0,
         1.0 if override and exfil else 0.0,
+        1.0 if prior else 0.0,
+        1.0 if hidden else 0.0,
+        1.0 if prior and hidden else 0.0,
         non_ascii,
     )
     return np.asarray(values, dtype=np.float32)
@@ -205,7 +251,7 @@ def decisive_rule_score(sig: FloatArray) -> float:
         return 0.9
     if (s["invisible_chars"] or s["homoglyph_words"]) and (s["override_phrase"] or s["exfil_phrase"]):
         return 0.9
-    if s["override_and_exfil"]:
+    if s["override_and_exfil"] or s["prior_and_hidden"]:
         return 0.85
     return 0.0
 

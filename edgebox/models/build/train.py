@@ -2,9 +2,9 @@
 
 Theory of operation: every example is featurised with the *run-time* code (the int8 ONNX embedder
 at the classifier's 128-token limit, edgebox.models.features for n-grams and rule signals), so the
-head is trained on exactly what it will see. Sources are re-weighted so that each contributes the
-same total weight per label (gsm8k's 2,300 maths questions must not outvote 55 benign instructions),
-then a class-balanced L2 logistic regression is fitted (lbfgs, fixed seed; deterministic).
+head is trained on exactly what it will see. Sources are re-weighted so that each (source, label)
+group has the same total weight (gsm8k's 2,300 maths questions must not outvote 55 benign
+instructions), then a class-balanced L2 logistic regression is fitted (lbfgs, fixed seed; deterministic).
 
 Evaluation recorded in the manifest (all with the final rule `max(head, decisive rules)`):
 - leave-one-source-out: for each source, train on all the others (the synthetic set included),
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import sparse  # type: ignore[import-not-found]
-from sklearn.linear_model import LogisticRegression  # type: ignore[import-not-found]
+from scipy import sparse  # type: ignore[import-not-found,import-untyped,unused-ignore]
+from sklearn.linear_model import LogisticRegression  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
 from edgebox.models.build.corpus import SEED, Example, holdout_sets, synthetic_training
 from edgebox.models.config import ModelsConfig
@@ -42,11 +42,17 @@ EMB_SCALE = 1.0
 NGRAM_SCALE = 1.0
 SIGNAL_SCALE = 1.0
 THRESHOLD = 0.5
+HOLDOUT_NAMES = (
+    "holdout_benign_instructions",
+    "holdout_injections",
+    "holdout_v2_benign_instructions",
+    "holdout_v2_injections",
+)
 
 
 def quality_prompts(examples: Sequence[Example]) -> list[str]:
     """Fixed embedder-quality prompt set: 25 per source (sorted) + the held-out multilingual texts."""
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 - deterministic sampling, not security
     by_source: dict[str, list[str]] = defaultdict(list)
     for ex in examples:
         by_source[ex.source].append(ex.text)
@@ -60,11 +66,14 @@ def quality_prompts(examples: Sequence[Example]) -> list[str]:
 
 
 class Features:
-    def __init__(self, rows: Any, rule: np.ndarray, labels: np.ndarray, sources: list[str]) -> None:
+    def __init__(
+        self, rows: Any, rule: np.ndarray, labels: np.ndarray, sources: list[str], trainable: np.ndarray
+    ) -> None:
         self.rows = rows  # scipy CSR (n, F)
         self.rule = rule
         self.labels = labels
         self.sources = sources
+        self.trainable = trainable  # False: evaluated, never trained on
 
 
 def featurise(examples: Sequence[Example], embedder: Embedder) -> Features:
@@ -81,19 +90,31 @@ def featurise(examples: Sequence[Example], embedder: Embedder) -> Features:
         np.concatenate(rules),
         np.asarray([ex.label for ex in examples]),
         [ex.source for ex in examples],
+        np.asarray([trainable(ex) for ex in examples]),
     )
+
+
+def trainable(ex: Example) -> bool:
+    """Machine-translated CyberSecEval rows are evaluated but not trained on: many are benign-looking
+    questions whose "injection" only exists relative to a system prompt, and with almost no benign
+    non-English data they teach "not English = attack" (measured: benign-instruction FPR 0.27 -> 0.08)."""
+    return not (ex.source == "cyberseceval_pi" and ex.subset.startswith("multilingual"))
 
 
 def _scale_vector(dim: int) -> np.ndarray:
     return np.concatenate(
-        [np.full(dim - NGRAM_DIM - SIGNAL_DIM, EMB_SCALE), np.full(NGRAM_DIM, NGRAM_SCALE), np.full(SIGNAL_DIM, SIGNAL_SCALE)]
+        [
+            np.full(dim - NGRAM_DIM - SIGNAL_DIM, EMB_SCALE),
+            np.full(NGRAM_DIM, NGRAM_SCALE),
+            np.full(SIGNAL_DIM, SIGNAL_SCALE),
+        ]
     ).astype(np.float64)
 
 
 def _weights(labels: np.ndarray, sources: Sequence[str]) -> np.ndarray:
-    """Each (source, label) group gets total weight sqrt(its size); then classes are balanced."""
+    """Each (source, label) group gets the same total weight; then classes are balanced."""
     counts = Counter(zip(sources, labels.tolist(), strict=True))
-    w = np.asarray([np.sqrt(counts[(s, int(y))]) / counts[(s, int(y))] for s, y in zip(sources, labels, strict=True)])
+    w = np.asarray([1.0 / counts[(s, int(y))] for s, y in zip(sources, labels, strict=True)])
     for cls in (0, 1):
         mask = labels == cls
         if mask.any():
@@ -102,6 +123,7 @@ def _weights(labels: np.ndarray, sources: Sequence[str]) -> np.ndarray:
 
 
 def fit(feats: Features, idx: np.ndarray) -> tuple[np.ndarray, float]:
+    idx = idx[feats.trainable[idx]]
     scale = _scale_vector(feats.rows.shape[1])
     x = feats.rows[idx] @ sparse.diags(scale)
     y = feats.labels[idx]
@@ -113,7 +135,7 @@ def fit(feats: Features, idx: np.ndarray) -> tuple[np.ndarray, float]:
 def predict(feats: Features, idx: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
     logits = feats.rows[idx] @ w.astype(np.float64) + b
     head = 1.0 / (1.0 + np.exp(-logits))
-    return np.maximum(head, feats.rule[idx])
+    return np.asarray(np.maximum(head, feats.rule[idx]), dtype=np.float64)
 
 
 def _prf(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
@@ -142,6 +164,7 @@ def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> 
     loso: dict[str, Any] = {}
     pooled_y: list[np.ndarray] = []
     pooled_p: list[np.ndarray] = []
+    pooled_t: list[np.ndarray] = []
     hold_idx = np.arange(len(holdout.labels))
     hold_fold: dict[str, list[float]] = defaultdict(list)
     for source in sources:
@@ -153,12 +176,15 @@ def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> 
         if source != "edgebox_synthetic":
             pooled_y.append(feats.labels[test])
             pooled_p.append(p)
+            pooled_t.append(feats.trainable[test])
         hp = predict(holdout, hold_idx, w, b)
-        for name in ("holdout_benign_instructions", "holdout_injections"):
+        for name in HOLDOUT_NAMES:
             mask = np.asarray([s == name for s in holdout.sources])
             hold_fold[name].append(float((hp[mask] >= THRESHOLD).mean()))
         log(f"  LOSO {source}: {loso[source]}")
     pooled = _prf(np.concatenate(pooled_y), np.concatenate(pooled_p))
+    keep = np.concatenate(pooled_t)
+    pooled_trainable = _prf(np.concatenate(pooled_y)[keep], np.concatenate(pooled_p)[keep])
     # stratified random 80/20 split
     rng = np.random.default_rng(SEED)
     test_mask = np.zeros(n, dtype=bool)
@@ -171,16 +197,17 @@ def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> 
         "threshold": THRESHOLD,
         "leave_one_source_out": loso,
         "leave_one_source_out_pooled_public_sources": pooled,
+        "leave_one_source_out_pooled_without_translated_cyberseceval": pooled_trainable,
         "holdout_across_loso_folds": {
-            "benign_instructions_fpr_mean": round(float(np.mean(hold_fold["holdout_benign_instructions"])), 3),
-            "novel_injections_recall_mean": round(float(np.mean(hold_fold["holdout_injections"])), 3),
+            f"{name}_{'fpr' if 'benign' in name else 'recall'}_mean": round(float(np.mean(hold_fold[name])), 3)
+            for name in HOLDOUT_NAMES
         },
         "random_split_80_20": random_split,
     }
 
 
 def _export_onnx(w: np.ndarray, b: float, path: Path) -> None:
-    import onnx  # type: ignore[import-not-found]
+    import onnx  # type: ignore[import-not-found,import-untyped,unused-ignore]
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
@@ -204,8 +231,8 @@ def _export_onnx(w: np.ndarray, b: float, path: Path) -> None:
 
 
 def _export_litert(w: np.ndarray, b: float, path: Path) -> None:
-    import litert_torch  # type: ignore[import-not-found]
-    import torch  # type: ignore[import-not-found]
+    import litert_torch  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    import torch  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     class Head(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -227,14 +254,16 @@ def train_and_export(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     examples = list(sources) + synthetic_training()
     held = [ex for group in holdout_sets().values() for ex in group]
-    embedder = Embedder(ModelsConfig(models_dir=out, runtime="onnx", precision="int8", threads=2), manifest=manifest)
+    embedder = Embedder(
+        ModelsConfig(models_dir=out, runtime="onnx", precision="int8", threads=2), manifest=manifest
+    )
     log(f"featurising {len(examples)} training + {len(held)} held-out texts")
     feats = featurise(examples, embedder)
     holdout = featurise(held, embedder)
     evaluation = evaluate(feats, holdout, log)
     w, b = fit(feats, np.arange(len(examples)))
     hp = predict(holdout, np.arange(len(held)), w, b)
-    for name in ("holdout_benign_instructions", "holdout_injections"):
+    for name in HOLDOUT_NAMES:
         mask = np.asarray([s == name for s in holdout.sources])
         evaluation[f"final_model_{name}"] = _prf(holdout.labels[mask], hp[mask])
     _export_onnx(w, b, out / HEAD_FILES["onnx"])
@@ -246,8 +275,12 @@ def train_and_export(
         "signals": list(SIGNAL_NAMES),
         "max_tokens": CLASSIFIER_MAX_TOKENS,
         "threshold_default": THRESHOLD,
-        "training": {"examples": len(examples), "by_source": dict(sorted(Counter(feats.sources).items())),
-                     "C": C, "seed": SEED},  # fmt: skip
+        "training": {
+            "examples": len(examples),
+            "by_source": dict(sorted(Counter(feats.sources).items())),
+            "C": C,
+            "seed": SEED,
+        },
         "evaluation": evaluation,
     }
     return section, {

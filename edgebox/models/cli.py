@@ -1,0 +1,125 @@
+"""`edgebox models ...`: build the local models, verify them, classify prompts.
+
+`edgebox models classify` contract (for operators and scripts): JSON Lines on stdin, one object
+`{"text": "..."}` per line; for each non-blank input line, in order, one JSON line on stdout:
+`{"score": <0..1>, "injection": <bool>}` (injection = score >= threshold; default 0.5, from
+`--threshold`, else EDGEBOX_INJECTION_THRESHOLD). A malformed line yields, in its place,
+`{"error": {"code": "classify_input_invalid", "line": N, "message": "..."}}` (never echoing the
+input) and processing goes on; the exit status is then 1 (0 when every line was scored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from edgebox.models.config import ModelsConfig, default_data_dir, default_models_dir
+from edgebox.models.errors import ClassifyInputError
+
+MAX_LINE_BYTES = 1 << 20
+
+
+def register(subparsers: Any) -> None:
+    models = subparsers.add_parser("models", help="local models: build, verify, classify")
+    sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    build = sub.add_parser("build", help="build the embedder and injection classifier (cached by input hash)")
+    build.add_argument(
+        "--models-dir", type=Path, default=None, help="default: EDGEBOX_MODELS_DIR or var/models"
+    )
+    build.add_argument(
+        "--data-dir", type=Path, default=None, help="default: EDGEBOX_INJECTION_DATA or ../shared/..."
+    )
+    build.add_argument("--venv", type=Path, default=None, help="build venv (default var/models-build-venv)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the manifest is current")
+    build.set_defaults(func=_build)
+
+    verify = sub.add_parser("verify", help="check every model file against manifest.json")
+    verify.add_argument("--models-dir", type=Path, default=None)
+    verify.set_defaults(func=_verify)
+
+    classify = sub.add_parser(
+        "classify", help='JSON Lines {"text": ...} on stdin -> {"score","injection"} lines'
+    )
+    classify.add_argument("--models-dir", type=Path, default=None)
+    classify.add_argument(
+        "--runtime", choices=("onnx", "litert"), default=None, help="default: config/env, onnx"
+    )
+    classify.add_argument("--threshold", type=float, default=None, help="default: config/env, 0.5")
+    classify.set_defaults(func=_classify)
+
+
+def _config(args: argparse.Namespace) -> ModelsConfig:
+    config = ModelsConfig.from_env()
+    changes: dict[str, Any] = {}
+    if getattr(args, "models_dir", None) is not None:
+        changes["models_dir"] = args.models_dir
+    if getattr(args, "runtime", None) is not None:
+        changes["runtime"] = args.runtime
+    if getattr(args, "threshold", None) is not None:
+        changes["threshold"] = args.threshold
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _build(args: argparse.Namespace) -> int:
+    from edgebox.models.builder import build
+
+    models_dir = args.models_dir or default_models_dir()
+    ran = build(models_dir, args.data_dir or default_data_dir(), force=args.force, venv=args.venv)
+    print(f"models {'built' if ran else 'up to date'}: {models_dir}", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from edgebox.models.manifest import Manifest
+
+    names = Manifest.load(args.models_dir or default_models_dir()).verify_all()
+    print(f"{len(names)} model files match the manifest", file=sys.stderr)
+    return 0
+
+
+def parse_line(line: str, number: int) -> str:
+    """The text of one JSON Lines record, or ClassifyInputError (message never contains the input)."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ClassifyInputError(f"line {number}: longer than {MAX_LINE_BYTES} characters")
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise ClassifyInputError(f"line {number}: not valid JSON") from None
+    if not isinstance(record, dict):
+        raise ClassifyInputError(f'line {number}: expected a JSON object with a string field "text"')
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise ClassifyInputError(f'line {number}: field "text" is missing or not a string')
+    return text
+
+
+def classify_stream(stdin: TextIO, stdout: TextIO, config: ModelsConfig) -> int:
+    from edgebox.models.injection import InjectionClassifier
+
+    classifier = InjectionClassifier(config)
+    failures = 0
+    for number, raw in enumerate(stdin, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            text = parse_line(line, number)
+        except ClassifyInputError as exc:
+            failures += 1
+            out: dict[str, Any] = {"error": {"code": exc.code, "line": number, "message": str(exc)}}
+        else:
+            score = classifier.score([text])[0]
+            out = {"score": round(score, 6), "injection": classifier.is_injection(score)}
+        stdout.write(json.dumps(out) + "\n")
+        stdout.flush()
+    return 1 if failures else 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    return classify_stream(stdin, sys.stdout, _config(args))
