@@ -47,6 +47,7 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     upstream_connections: Count = 256
     max_body_bytes: Count = 256 * 1024
     body_timeout_s: Positive = 10.0
+    idle_timeout_s: Positive = 30.0  # idle keep-alive connections, and slow request headers
     quota_tokens: Count = 200_000
     quota_window_s: Positive = 3600.0
     default_max_tokens: Count = 1024

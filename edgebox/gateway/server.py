@@ -232,7 +232,10 @@ class Gateway:
         app.router.add_get("/openapi.json", self._openapi)
         app.router.add_get("/healthz", self._health)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout also bounds a connection that trickles its request headers (slowloris)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=cfg.idle_timeout_s
+        )
         await self._runner.setup()
         server = self._runner.server
         assert server is not None

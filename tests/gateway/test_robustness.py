@@ -69,6 +69,31 @@ async def test_slow_body_gets_408_and_gateway_stays_up(
         assert (await c.post("/v1/chat/completions", json=chat_body())).status == 200
 
 
+async def test_slow_headers_are_cut_off(make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path) -> None:
+    gw = await make_gateway(idle_timeout_s=0.5)
+    box = make_box(pki, "box-slowhdr", boxes_dir)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", gw.port, ssl=box.ssl_context(pki), server_hostname="127.0.0.1"
+    )
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    closed = False
+    for i in range(40):  # one header byte every 0.1 s would take 4 s
+        try:
+            writer.write(b"X-Slow-%d: y\r\n" % i)
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(100), timeout=0.1)
+            if not data:
+                closed = True
+                break
+        except TimeoutError:
+            continue
+        except (ConnectionError, OSError):
+            closed = True
+            break
+    assert closed
+    writer.close()
+
+
 async def test_huge_declared_body_is_refused_without_reading_it(
     make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path
 ) -> None:
