@@ -10,9 +10,11 @@ Needs a Bluetooth stack with two adapters that can see each other (the vHIL gues
   ATT_MTU - 5 bytes incl. the 4-byte link tag), no protocol; bytes of notification values received
   by the phone per second, first to last.
 - session_goodput_kib_s: after pairing (not timed), the box's BoxServer streams a --session-kib
-  response through the secure session (framing window, AES-GCM records, app messages); response
-  text bytes per second from the first chunk to `done`.
+  response through the secure session (framing window, AES-GCM records, app messages) in app
+  messages of --chunk bytes; response text bytes per second from the first chunk to `done`.
 - goodput_vs_raw: their ratio.
+- session_goodput_small_chunks_kib_s: the same with --small-chunk byte messages: the per-message
+  cost (record, app encoding, dispatch) dominates there, so a responder should coalesce deltas.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--btvirt", action="store_true", help="two rotating adverts (btvirt needs them)")
     parser.add_argument("--raw-count", type=int, default=800, help="raw notifications to send")
     parser.add_argument("--session-kib", type=int, default=256, help="session response size, KiB")
+    parser.add_argument("--chunk", type=int, default=16000, help="response text per app message, bytes")
+    parser.add_argument("--small-chunk", type=int, default=2000, help="second run with small messages")
 
 
 class _BulkResponder:
     """Answers a prompt whose text is a decimal byte count with that many bytes of text."""
 
-    piece = 2000
+    def __init__(self, piece: int) -> None:
+        self.piece = piece
 
     async def respond(self, prompt: Any, ctx: Any) -> AsyncIterator[Any]:
         from edgebox.session.messages import Done
@@ -66,7 +71,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
     identity = BoxIdentity.generate()
     registry = MemoryRegistry()
-    server = BoxServer(identity, registry, _BulkResponder())
+    responder = _BulkResponder(args.chunk)
+    server = BoxServer(identity, registry, responder)
     config = PeripheralConfig(
         box=BoxInfo(PROTOCOL_VERSION, identity.box_id_hex, identity.key_hash),
         adapter=args.adapter,
@@ -112,24 +118,32 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             link = await connect(device, adapter=args.phone_adapter, timeout=30)
             session = await client.pair(link, keystore, invite)
             total = args.session_kib * 1024
-            got = 0
-            start: float | None = None
-            async for item in session.ask_stream(str(total)):
-                if isinstance(item, str):
-                    if start is None:
-                        start = time.perf_counter()
-                        got = 0
-                    else:
-                        got += len(item)
-            assert start is not None
-            session_s = time.perf_counter() - start
+
+            async def goodput(chunk: int) -> float:
+                responder.piece = chunk
+                got = 0
+                start: float | None = None
+                async for item in session.ask_stream(str(total)):
+                    if isinstance(item, str):
+                        if start is None:
+                            start = time.perf_counter()
+                        else:
+                            got += len(item)
+                assert start is not None
+                return got / (time.perf_counter() - start) / 1024
+
+            big = await goodput(args.chunk)
+            small = await goodput(args.small_chunk)
             await session.close()
             await link.close()
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
-        result["session_goodput_kib_s"] = round(got / session_s / 1024, 1)
+        result["session_goodput_kib_s"] = round(big, 1)
+        result["session_goodput_small_chunks_kib_s"] = round(small, 1)
         result["goodput_vs_raw"] = round(result["session_goodput_kib_s"] / result["raw_notify_kib_s"], 3)
         result["link_mtu"] = size
+        result["chunk_bytes"] = args.chunk
+        result["small_chunk_bytes"] = args.small_chunk
         result["notify_path"] = "acquire_notify" if peripheral.stats["notify_fd"] else "properties_changed"
     return result
 

@@ -51,6 +51,12 @@ class BoxNotFound(BleError):
     code = "ble_box_not_found"
 
 
+class ScanFailed(BleError):
+    """Scanning itself failed (bluetoothd gone or restarting, adapter missing or off)."""
+
+    code = "ble_scan_failed"
+
+
 class WrongBox(BleError):
     code = "ble_wrong_box"
 
@@ -99,7 +105,10 @@ _install_connected_refresh()
 async def find_box(
     *, adapter: str | None = None, name: str | None = None, address: str | None = None, timeout: float = 15.0
 ) -> Any:
-    """Scan for an edgebox advertising our service UUID; returns bleak's BLEDevice or raises BoxNotFound."""
+    """Scan for an edgebox advertising our service UUID; returns bleak's BLEDevice.
+
+    Raises BoxNotFound when none shows up within `timeout`, ScanFailed when scanning cannot run.
+    """
 
     def match(device: Any, adv: Any) -> bool:
         if SERVICE_UUID not in [u.lower() for u in adv.service_uuids]:
@@ -111,7 +120,10 @@ async def find_box(
     kwargs: dict[str, Any] = {"service_uuids": [SERVICE_UUID]}
     if adapter is not None:
         kwargs["bluez"] = {"adapter": adapter}
-    device = await BleakScanner.find_device_by_filter(match, timeout=timeout, **kwargs)
+    try:
+        device = await BleakScanner.find_device_by_filter(match, timeout=timeout, **kwargs)
+    except (BleakError, EOFError, OSError) as exc:
+        raise ScanFailed(f"BLE scan failed: {type(exc).__name__}: {str(exc)[:120]}") from exc
     if device is None:
         raise BoxNotFound(f"no edgebox found within {timeout:.0f} s")
     return device

@@ -259,10 +259,15 @@ class BlePeripheral:
         if self._closed:
             return
         self._closed = True
-        for device in list(self._conns):
-            self._end_conn(device, "listener closed", disconnect=True)
+        devices = list(self._conns)
+        for device in devices:
+            self._end_conn(device, "listener closed", disconnect=False)
         bus = self._bus
         if bus is not None and bus.connected:
+            # Phones must not stay connected to a box that no longer serves them.
+            for device in devices:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._disconnect_device(device), 5)
             with contextlib.suppress(Exception):
                 await self._unregister_all()
         for ns in list(self._notify_socks.values()):

@@ -219,3 +219,30 @@ def session_box(
         yield SessionBox(bp, ready["box_id"], codes)
     finally:
         _stop(bp)
+
+
+def _dbus(*args: str) -> str:
+    out = subprocess.run(["dbus-send", "--system", "--print-reply", "--dest=org.bluez", *args],
+                         capture_output=True, text=True, timeout=10)  # fmt: skip
+    return out.stdout
+
+
+@pytest.fixture(scope="session")
+def box_address(hil: HilConfig) -> str | None:
+    if hil.box_address:
+        return hil.box_address
+    out = _dbus(f"/org/bluez/{hil.box_adapter}", "org.freedesktop.DBus.Properties.Get",
+                "string:org.bluez.Adapter1", "string:Address")  # fmt: skip
+    found = [w.strip('"') for w in out.split() if w.count(":") == 5]
+    return found[0] if found else None
+
+
+@pytest.fixture(autouse=True)
+def disconnect_phones_after_test(hil: HilConfig, box_address: str | None) -> Iterator[None]:
+    """A failed test must not leave a phone connected to the box (that hides the box from scans)."""
+    yield
+    if box_address is None:
+        return
+    dev = "dev_" + box_address.upper().replace(":", "_")
+    for adapter in hil.phone_adapters:
+        _dbus(f"/org/bluez/{adapter}/{dev}", "org.bluez.Device1.Disconnect")

@@ -121,13 +121,16 @@ async def test_bluetoothd_restart_then_new_session(hil, session_box, spacer, tmp
     await asyncio.to_thread(
         session_box.proc.wait_event, lambda e: e["event"] == "state" and e["state"] == "advertising", 60
     )
-    link, session = await reconnect(hil, session_box, hil.phone_adapters[0], keystore)
-    await asyncio.to_thread(wait_spacer, spacer)
-    _, lb, b = await paired(hil, session_box, hil.phone_adapters[1], tmp_path, "b")
+    opened = []
     try:
+        link, session = await reconnect(hil, session_box, hil.phone_adapters[0], keystore)
+        opened.append((session, link))
+        await asyncio.to_thread(wait_spacer, spacer)
+        _, lb, b = await paired(hil, session_box, hil.phone_adapters[1], tmp_path, "b")
+        opened.append((b, lb))
         assert (await session.ask("after restart")).text == "after restart"
         assert (await b.ask("second phone after restart")).text == "second phone after restart"
     finally:
-        for s, lk in ((session, link), (b, lb)):
+        for s, lk in opened:
             await s.close()
             await lk.close()
