@@ -50,9 +50,15 @@ hil-virtual:
 
 test: lint unit hil-virtual
 
-bench:
-	@$(BOOTSTRAP) $(APT_TEST)
+# One JSON object per line; each figure is a ratio against a baseline measured in the same run.
+# The BLE figures come from inside the qemu guest (hil/virtual/run --bench).
+bench: models
+	@$(BOOTSTRAP) $(APT_TEST) $(APT_HIL)
 	@$(PY) -m edgebox bench session --json
+	@$(PY) -m edgebox bench store --json
+	@$(PY) -m edgebox bench models --json
+	@$(PY) -m edgebox bench gateway --json
+	@hil/virtual/run --bench
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
