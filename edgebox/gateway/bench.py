@@ -30,6 +30,22 @@ from typing import Any
 import aiohttp
 
 _CLK = os.sysconf("SC_CLK_TCK")
+# Pinned: PyPI litellm 1.82.7/1.82.8 carried a credential stealer; this is the version measured in the notes.
+LITELLM_REQUIREMENT = "litellm[proxy]==1.108.7"
+
+
+def ensure_litellm(venv: Path) -> bool:
+    """Create the throwaway LiteLLM venv (PyPI only) if it is missing; True when usable."""
+    if (venv / "bin" / "litellm").exists():
+        return True
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", LITELLM_REQUIREMENT],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return done.returncode == 0 and (venv / "bin" / "litellm").exists()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--latency-requests", type=int, default=400, help="sequential requests for p50")
     p.add_argument("--litellm-venv", default="var/bench-litellm", help="venv with litellm[proxy] ('' = skip)")
+    p.add_argument(
+        "--no-install-litellm",
+        action="store_true",
+        help=f"do not create the LiteLLM venv when missing (default: pip install {LITELLM_REQUIREMENT!r})",
+    )
 
 
 # ---- process helpers -------------------------------------------------------------------------------
@@ -310,6 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             # (c) LiteLLM proxy
             venv = Path(args.litellm_venv) if args.litellm_venv else None
+            if venv is not None and not args.no_install_litellm:
+                ensure_litellm(venv)
             exe = venv / "bin" / "litellm" if venv else None
             if exe is None or not exe.exists():
                 result["litellm"] = "skipped: no litellm[proxy] venv (see module docstring)"

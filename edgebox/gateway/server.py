@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import math
 import ssl
 import time
 import weakref
@@ -758,7 +757,3 @@ class Gateway:
             return self._error_response(err, tp.format(), request)
         finally:
             structlog.contextvars.clear_contextvars()
-
-
-def retry_after_seconds(value: float) -> int:
-    return max(1, math.ceil(value))
