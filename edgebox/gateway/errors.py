@@ -18,6 +18,7 @@ from edgebox.errors import EdgeboxError
 
 STATUS_BY_CODE: dict[str, int] = {
     "malformed_json": 400,
+    "malformed_http": 400,
     "invalid_request": 400,
     "unknown_field": 400,
     "missing_field": 400,

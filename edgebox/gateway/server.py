@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from edgebox.gateway.anomaly import AnomalyVerdict, AnomalyWatch
 from edgebox.gateway.audit import AuditLog
@@ -131,6 +131,38 @@ def server_ssl_context(ca_cert: Path, server_cert: Path, server_key: Path) -> ss
     ctx.load_verify_locations(cafile=str(ca_cert))
     ctx.load_cert_chain(str(server_cert), str(server_key))
     return ctx
+
+
+class _TypedErrorHandler(web_protocol.RequestHandler):
+    """aiohttp's protocol handler with typed JSON errors for HTTP-level garbage.
+
+    aiohttp answers unparsable requests (bad request line, oversized header, bad chunk size) with a
+    plain-text body that quotes the offending bytes, and logs them with a traceback. Here the answer is
+    a typed `malformed_http` error that echoes nothing, and the log line names only the error type.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        log.info("http_protocol_error", status=status, error=type(exc).__name__ if exc else None)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        if status >= 500:
+            err = GatewayError("internal_error", "internal error")
+        else:
+            err = GatewayError("malformed_http", "the request is not valid HTTP/1.1 or exceeds header limits")
+        resp = web.Response(
+            status=err.status,
+            body=error_body(err),
+            content_type="application/json",
+            headers={"Server": _SERVER_HEADER},
+        )
+        resp.force_close()
+        return resp
 
 
 class _Outcome:
@@ -239,8 +271,18 @@ class Gateway:
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        handler_kwargs: dict[str, Any] = getattr(server, "_kwargs", {})
+
+        def protocol() -> _TypedErrorHandler:
+            return _TypedErrorHandler(server, loop=loop, **handler_kwargs)
+
         self._server = await loop.create_server(
-            server, cfg.listen_host, cfg.listen_port, ssl=ctx, ssl_handshake_timeout=10.0, reuse_address=True
+            protocol,
+            cfg.listen_host,
+            cfg.listen_port,
+            ssl=ctx,
+            ssl_handshake_timeout=10.0,
+            reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_loop())

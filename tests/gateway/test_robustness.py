@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
 import ssl
 import threading
@@ -92,6 +93,41 @@ async def test_slow_headers_are_cut_off(make_gateway: GatewayFactory, pki: Devic
             break
     assert closed
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SECRETVERB /v1/chat/completions HTTP/1.1\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: SECRET" + b"a" * 9000 + b"\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nSECRETzz\r\n",
+    ],
+)
+async def test_garbage_http_gets_a_typed_error_that_echoes_nothing(
+    make_gateway: GatewayFactory,
+    pki: DeviceCA,
+    boxes_dir: Path,
+    raw: bytes,
+    log_stream: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw = await make_gateway()
+    box = make_box(pki, "box-garbage", boxes_dir)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", gw.port, ssl=box.ssl_context(pki), server_hostname="127.0.0.1"
+    )
+    writer.write(raw)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400"
+    assert json.loads(body)["error"]["code"] in ("malformed_http", "body_incomplete")
+    assert b"SECRET" not in data
+    assert "SECRET" not in log_stream.getvalue() and "SECRET" not in caplog.text
+    async with client_for(gw, box, pki) as c:  # still serving
+        assert (await c.post("/v1/chat/completions", json=chat_body())).status == 200
 
 
 async def test_huge_declared_body_is_refused_without_reading_it(
