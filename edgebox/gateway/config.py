@@ -51,6 +51,8 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     quota_tokens: Count = 200_000
     quota_window_s: Positive = 3600.0
     default_max_tokens: Count = 1024
+    classifier: str = "rules"  # "rules" (built in) or "model" (edgebox models build)
+    classifier_threads: Count = 2
     injection_flag_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     injection_block_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
     cert_lifetime_hours: Positive = 24.0

@@ -28,6 +28,7 @@ Theory of operation — one request on `POST /v1/chat/completions`:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import ssl
@@ -42,6 +43,7 @@ import msgspec
 import structlog
 from aiohttp import web, web_protocol
 
+from edgebox.errors import ConfigError, EdgeboxError
 from edgebox.gateway.anomaly import AnomalyVerdict, AnomalyWatch
 from edgebox.gateway.audit import AuditLog
 from edgebox.gateway.config import GatewayConfig
@@ -124,6 +126,21 @@ def identity_from_peercert(peer: dict[str, Any] | None) -> DeviceIdentity | None
     return DeviceIdentity(box_id, serial, ssl.cert_time_to_seconds(not_after))
 
 
+def load_classifier(name: str) -> Classifier:
+    """`rules` (default, built in) or `model` (the trained classifier from `edgebox models build`)."""
+    if name == "rules":
+        return RuleClassifier()
+    if name == "model":
+        try:
+            from edgebox.models.injection import InjectionClassifier
+
+            model: Classifier = InjectionClassifier()
+        except EdgeboxError as exc:
+            raise ConfigError(f"classifier 'model' unavailable [{exc.code}]: {exc}") from None
+        return model
+    raise ConfigError(f"unknown classifier {name!r} (use 'rules' or 'model')")
+
+
 def server_ssl_context(ca_cert: Path, server_cert: Path, server_key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -195,7 +212,15 @@ class Gateway:
     ) -> None:
         self.cfg = cfg
         self._key = upstream_key
-        self.classifier: Classifier = classifier or RuleClassifier()
+        self.classifier: Classifier = classifier or load_classifier(cfg.classifier)
+        # the rule classifier is microseconds: inline. Anything else (the trained model) runs off the loop.
+        self._classifier_pool = (
+            None
+            if isinstance(self.classifier, RuleClassifier)
+            else concurrent.futures.ThreadPoolExecutor(
+                cfg.classifier_threads, thread_name_prefix="classifier"
+            )
+        )
         self.policy = InjectionPolicy(cfg.injection_flag_threshold, cfg.injection_block_threshold)
         self.quota_limit = QuotaLimit(cfg.quota_tokens, cfg.quota_window_s)
         self._quota = quota
@@ -313,6 +338,8 @@ class Gateway:
         if self._store is not None:
             await self._store.close()
         self.audit.close()
+        if self._classifier_pool is not None:
+            self._classifier_pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- identity & revocation -------------------------------------------------------------------
     def _identity(self, request: web.Request) -> DeviceIdentity:
@@ -583,7 +610,12 @@ class Gateway:
             await self.revoke_for_anomaly(request, ident, verdict, tp.trace_id)
             raise GatewayError("certificate_revoked", "client certificate has been revoked")
 
-        scores = self.classifier.score([m.content for m in messages])
+        texts = [m.content for m in messages]
+        if self._classifier_pool is None:
+            scores = self.classifier.score(texts)
+        else:
+            loop = asyncio.get_running_loop()
+            scores = await loop.run_in_executor(self._classifier_pool, self.classifier.score, texts)
         out.score = score = max(scores) if scores else 0.0
         decision = self.policy.decide(score)
         if decision is Decision.block:

@@ -252,6 +252,7 @@ async def make_gateway(
     async def factory(**overrides: Any) -> Gateway:
         anomaly = overrides.pop("anomaly", AnomalyConfig())
         clock = overrides.pop("anomaly_clock", None)
+        classifier = overrides.pop("classifier_impl", None)
         settings: dict[str, Any] = {
             "listen_host": "127.0.0.1",
             "listen_port": 0,
@@ -264,7 +265,7 @@ async def make_gateway(
         }
         settings.update(overrides)
         cfg = GatewayConfig(**settings)
-        gw = Gateway(cfg, upstream_key=UpstreamKey(UPSTREAM_KEY), anomaly_clock=clock)
+        gw = Gateway(cfg, upstream_key=UpstreamKey(UPSTREAM_KEY), anomaly_clock=clock, classifier=classifier)
         await gw.start()
         started.append(gw)
         return gw
