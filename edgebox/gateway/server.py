@@ -667,13 +667,13 @@ class Gateway:
                 upstream = await self._session.post(
                     self._upstream_url, data=encode_request(req), headers=headers
                 )
+            except TimeoutError:  # first: TimeoutError is an OSError; the upstream may have done the work
+                log.warning("upstream_timeout")
+                raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 charged = 0
                 log.warning("upstream_unavailable", error=type(exc).__name__)
                 raise GatewayError("upstream_unavailable", "the upstream could not be reached") from None
-            except TimeoutError:
-                log.warning("upstream_timeout")
-                raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
             async with upstream:
                 if upstream.status != 200:
                     charged = 0
@@ -724,7 +724,14 @@ class Gateway:
     ) -> tuple[web.StreamResponse, _Usage | None]:
         if upstream.content_length is not None and upstream.content_length > MAX_UPSTREAM_BODY:
             raise GatewayError("upstream_error", "the upstream answer is too large")
-        data = await upstream.read()
+        try:
+            data = await upstream.read()
+        except TimeoutError:
+            log.warning("upstream_timeout")
+            raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("upstream_body_broken", error=type(exc).__name__)
+            raise GatewayError("upstream_error", "the upstream answer was cut short") from None
         try:
             usage = _USAGE_DECODER.decode(data).usage
         except (msgspec.DecodeError, msgspec.ValidationError):

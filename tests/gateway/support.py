@@ -107,7 +107,7 @@ class StubUpstream:
         if self.mode == "rate_limited":
             return web.json_response({"error": {"message": "slow down"}}, status=429)
         if self.mode == "hang":
-            await asyncio.sleep(30)
+            await asyncio.sleep(1.0)  # longer than the upstream timeouts the tests set
         cap = body.get("max_tokens") or body.get("max_completion_tokens") or 16
         completion = min(cap, self.completion_tokens)
         usage = {

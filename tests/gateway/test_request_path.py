@@ -272,3 +272,16 @@ def test_unknown_classifier_name_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError):
         load_classifier("magic")
+
+
+async def test_upstream_timeout_is_504_and_keeps_the_estimate_charged(
+    make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream, tmp_path: Path
+) -> None:
+    gw = await make_gateway(upstream_timeout_s=0.3)
+    box = make_box(pki, "box-slowup", boxes_dir)
+    upstream.mode = "hang"
+    async with client_for(gw, box, pki) as c:
+        r = await c.post("/v1/chat/completions", json=chat_body(max_tokens=50))
+        assert r.status == 504 and (await r.json())["error"]["code"] == "upstream_timeout"
+    # the upstream may have done (and billed) the work: the estimate stays charged
+    assert await gw.quota.used("box-slowup", gw.quota_limit) == read_audit(tmp_path)[-1]["estimate_tokens"]
