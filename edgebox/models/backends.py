@@ -62,10 +62,17 @@ def _pad(rows: Sequence[Sequence[int]], length: int) -> tuple[IntArray, IntArray
 
 
 class OnnxEmbedBackend:
-    def __init__(self, model: bytes, *, threads: int = 1) -> None:
+    """`per_row=True` for dynamically quantised models: their activation scale is computed over the
+    whole input tensor, so a row's vector would depend on its batch-mates (and on padding); run one
+    row at a time, the same text always gives the same vector."""
+
+    def __init__(self, model: bytes, *, threads: int = 1, per_row: bool = False) -> None:
         self._session = _onnx_session(model, threads)
+        self._per_row = per_row
 
     def run(self, ids: Sequence[Sequence[int]]) -> FloatArray:
+        if self._per_row and len(ids) > 1:
+            return np.concatenate([self.run([row]) for row in ids])
         length = max(len(r) for r in ids)
         input_ids, mask = _pad(ids, length)
         out = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]

@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--models-dir", type=Path, default=None)
     verify.set_defaults(func=_verify)
 
+    report = sub.add_parser(
+        "report", help="print the build-time quality figures from manifest.json (Markdown)"
+    )
+    report.add_argument("--models-dir", type=Path, default=None)
+    report.set_defaults(func=_report)
+
     classify = sub.add_parser(
         "classify", help='JSON Lines {"text": ...} on stdin -> {"score","injection"} lines'
     )
@@ -79,6 +85,58 @@ def _verify(args: argparse.Namespace) -> int:
 
     names = Manifest.load(args.models_dir or default_models_dir()).verify_all()
     print(f"{len(names)} model files match the manifest", file=sys.stderr)
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def evaluation_markdown(data: dict[str, Any]) -> str:
+    """The manifest's quality figures as Markdown tables (used by `report` and docs/models.md)."""
+    lines = ["| embedder variant | mean cosine vs sentence-transformers | worst |", "| --- | --- | --- |"]
+    for name, q in sorted(data["embedder"]["quality"].items()):
+        if isinstance(q, dict):
+            lines.append(f"| {name} | {q['cosine_mean']:.4f} | {q['cosine_min']:.4f} |")
+    ev = data["classifier"]["evaluation"]
+    lines += [
+        "",
+        f"Classifier, threshold {ev['threshold']}: leave-one-source-out (train on all other sources "
+        "incl. the synthetic set, test on the held-out one):",
+        "",
+        "| held-out source | n | injections | benign | precision | recall | F1 | FPR |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = [*ev["leave_one_source_out"].items()]
+    rows += [("**pooled, public sources**", ev["leave_one_source_out_pooled_public_sources"])]
+    rows += [
+        (
+            "**pooled, without translated CyberSecEval**",
+            ev["leave_one_source_out_pooled_without_translated_cyberseceval"],
+        )
+    ]
+    rows += [("random 80/20 split (flatters)", ev["random_split_80_20"])]
+    for name, m in rows:
+        cells = [m.get(k) for k in ("n", "positives", "negatives", "precision", "recall", "f1", "fpr")]
+        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += [
+        "",
+        "| hand-written held-out set (never trained on) | n | final model | mean over LOSO models |",
+    ]
+    lines += ["| --- | --- | --- | --- |"]
+    folds = ev["holdout_across_loso_folds"]
+    for key in sorted(k for k in ev if k.startswith("final_model_")):
+        name = key.removeprefix("final_model_")
+        metric = "fpr" if "benign" in name else "recall"
+        fold = folds.get(f"{name}_{metric}_mean")
+        lines.append(f"| {name} ({metric}) | {ev[key]['n']} | {_fmt(ev[key][metric])} | {_fmt(fold)} |")
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from edgebox.models.manifest import Manifest
+
+    print(evaluation_markdown(Manifest.load(args.models_dir or default_models_dir()).data))
     return 0
 
 

@@ -4,7 +4,9 @@ Theory of operation: `tokenizer.json` (a `tokenizers` WordPiece tokenizer, no to
 at most `max_tokens` ids ([CLS] ... [SEP]); the backend runs the exported transformer, which already
 includes mean pooling over the attention mask and L2 normalisation. The result is re-normalised in
 numpy (cheap, and guarantees unit length whatever the runtime's rounding). Rows are sorted by length
-before batching so padding stays small, and returned in input order. All model bytes are checked
+before batching so padding stays small, and returned in input order. Dynamically quantised (int8)
+models run row by row, because their activation scale spans the whole batch: that way a text's
+vector never depends on what it was batched with (LiteRT runs rows singly anyway). All model bytes are checked
 against the manifest's SHA-256 before a runtime sees them.
 """
 
@@ -58,7 +60,8 @@ class Embedder:
                 raise ManifestInvalidError("manifest embedder section lacks litert_buckets")
             self._backend = LiteRTEmbedBackend(model, buckets, threads=self.config.threads)
         else:
-            self._backend = OnnxEmbedBackend(model, threads=self.config.threads)
+            per_row = self.config.precision == "int8"
+            self._backend = OnnxEmbedBackend(model, threads=self.config.threads, per_row=per_row)
 
     def tokenize(self, texts: Sequence[str], max_tokens: int | None = None) -> list[list[int]]:
         limit = self.max_tokens if max_tokens is None else max(2, min(max_tokens, self.max_tokens))

@@ -62,6 +62,9 @@ def test_verify_cli_reports_typed_error(models_dir: Path, tmp_path: Path) -> Non
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     copy_models(models_dir, tmp_path, ["tokenizer.json"])
+    for name in Manifest.load(models_dir).data["files"]:
+        if name != "tokenizer.json":
+            (tmp_path / name).symlink_to(models_dir / name)
     (tmp_path / "tokenizer.json").write_text("{}")
     bad = subprocess.run(
         [sys.executable, "-m", "edgebox", "models", "verify", "--models-dir", str(tmp_path)],
@@ -69,3 +72,13 @@ def test_verify_cli_reports_typed_error(models_dir: Path, tmp_path: Path) -> Non
     )  # fmt: skip
     assert bad.returncode == 2
     assert "[model_hash_mismatch]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_report_prints_the_evaluation_tables(models_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgebox", "models", "report", "--models-dir", str(models_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| cyberseceval_pi |" in result.stdout and "pooled" in result.stdout
+    assert "holdout_v2_benign_instructions (fpr)" in result.stdout

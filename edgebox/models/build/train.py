@@ -38,10 +38,15 @@ from edgebox.models.injection import CLASSIFIER_MAX_TOKENS, HEAD_FILES, feature_
 from edgebox.models.manifest import Manifest
 
 C = 4.0
-EMB_SCALE = 1.0
+EMB_SCALE = 0.5  # the embedding block carries topic; halving it cut held-out-source FPR (LOSO)
 NGRAM_SCALE = 1.0
 SIGNAL_SCALE = 1.0
 THRESHOLD = 0.5
+# Training is class-balanced (a 50 % prior); real traffic is mostly benign. Shifting the bias by
+# log(0.3 / 0.7) puts the default 0.5 threshold where a balanced model would say 0.7 - chosen on the
+# leave-one-source-out pool and held-out set v1 (never on v2) to meet the <= 5 % benign-instruction
+# false-positive goal at the cost of some recall.
+PRIOR_SHIFT = float(np.log(0.3 / 0.7))
 HOLDOUT_NAMES = (
     "holdout_benign_instructions",
     "holdout_injections",
@@ -129,7 +134,7 @@ def fit(feats: Features, idx: np.ndarray) -> tuple[np.ndarray, float]:
     y = feats.labels[idx]
     model = LogisticRegression(C=C, max_iter=2000, random_state=SEED, tol=1e-5)
     model.fit(x, y, sample_weight=_weights(y, [feats.sources[i] for i in idx]))
-    return (model.coef_[0] * scale).astype(np.float32), float(model.intercept_[0])
+    return (model.coef_[0] * scale).astype(np.float32), float(model.intercept_[0]) + PRIOR_SHIFT
 
 
 def predict(feats: Features, idx: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
@@ -199,8 +204,8 @@ def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> 
         "leave_one_source_out_pooled_public_sources": pooled,
         "leave_one_source_out_pooled_without_translated_cyberseceval": pooled_trainable,
         "holdout_across_loso_folds": {
-            f"{name}_{'fpr' if 'benign' in name else 'recall'}_mean": round(float(np.mean(hold_fold[name])), 3)
-            for name in HOLDOUT_NAMES
+            f"{name}_{'fpr' if 'benign' in name else 'recall'}_mean": round(float(np.mean(folds)), 3)
+            for name, folds in sorted(hold_fold.items())
         },
         "random_split_80_20": random_split,
     }
@@ -275,6 +280,7 @@ def train_and_export(
         "signals": list(SIGNAL_NAMES),
         "max_tokens": CLASSIFIER_MAX_TOKENS,
         "threshold_default": THRESHOLD,
+        "prior_shift": round(PRIOR_SHIFT, 4),
         "training": {
             "examples": len(examples),
             "by_source": dict(sorted(Counter(feats.sources).items())),
