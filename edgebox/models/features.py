@@ -10,8 +10,9 @@ box, so a trained head sees identical inputs in both places. Three blocks, conca
    collapsed; counts are log-scaled and L2-normalised. Hashing is a fixed polynomial hash in numpy
    (never Python's salted `hash`), so it is stable across processes and machines;
 3. a few rule signals that n-grams and embeddings miss: invisible characters, homoglyph words,
-   encoded payloads (base64 / hex / binary / rot13) that decode to instruction-like text, chat-role
-   markers, and a small multilingual lexicon of override / exfiltration / persona phrases.
+   encoded payloads (base64 / base32 / hex / binary / rot13 / reversed text) that decode to
+   instruction-like text, chat-role markers, text addressing an AI agent (tool calls, memory,
+   "before you reply"), and a multilingual lexicon of override / exfiltration / persona phrases.
 
 `decisive_rule_score` is the one place rules act alone: an encoded payload that decodes to an
 override instruction, or invisible characters hiding one, is scored high whatever the head says.
@@ -33,7 +34,7 @@ import numpy.typing as npt
 NGRAM_DIM = 1 << 14
 NGRAM_SIZES = (3, 4, 5)
 MAX_CHARS = 6000
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 _INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufe00-\ufe0f]"
@@ -71,8 +72,11 @@ _OVERRIDE = re.compile(
 )
 _EXFIL = re.compile(
     r"\b(system prompt|system message|hidden (prompt|instructions)|initial instructions|original instructions|"
-    r"developer (message|instructions)|your instructions (verbatim|word for word)|prompt (verbatim|word for word)|"
-    r"secret key|api key|password|passphrase|credentials?)\b"
+    r"developer (message|instructions)|your instructions (verbatim|word for word)|prompt (verbatim|word for word))\b"
+    r"|\b(reveal|show|print|tell|give|output|send|share|leak|display|repeat|dump|list|email|forward|post|"
+    r"collect|steal|exfiltrate|extract|harvest|upload)\b"
+    r"[^.\n]{0,30}?\b(secret key|api keys?|passwords?|passphrase|credentials?|tokens?|private keys?|"
+    r"customer (data|database|emails?)|chat history|conversation history)\b"
     r"|\b(systemprompt|systemanweisung|prompt système|prompt del sistema|prompt do sistema)\b"
     r"|системн\w* (промпт|подсказк|инструкц)|(系统提示|系統提示|システムプロンプト)"
 )
@@ -81,7 +85,12 @@ _PERSONA = re.compile(
     r"unrestricted|unfiltered|uncensored|no (restrictions|limitations|limits|rules|filters|boundaries|guidelines)|"
     r"without (any )?(restrictions|limitations|filters|censorship|rules|guidelines)|"
     r"stay in character|you are no longer|you are now (free|unrestricted|a|an|in)|from now on,? you (are|will)|"
-    r"pretend (that )?you (are|have) no|evil (ai|assistant|confidant)|opposite mode|anti-?dan)\b"
+    r"pretend (that )?you (are|have) no|evil (ai|assistant|confidant)|opposite mode|anti-?dan|"
+    r"not bound by (any |the )?(rules|restrictions|guidelines|policies|ethics)|"
+    r"(without|no|free of|free from) (any )?(moral|ethical|content) (principles|guidelines|restrictions|policies|limits)|"
+    r"censorship|moralizing|amoral|unethical (ai|assistant|model|bot)|"
+    r"(safety|content) (protocols?|filters?|policies|guidelines) (are |is )?(disabled|off|lifted|suspended|removed)|"
+    r"(disable|turn off|bypass|ignore) (your |the |all )?(safety|content) (protocols?|filters?|policies|guidelines|stuff))\b"
     r"|\b(ohne (einschränkungen|regeln|grenzen|filter))\b|\b(sans (restrictions|limites|filtres|règles))\b"
     r"|\b(sin (restricciones|límites|filtros|reglas))\b|\b(senza (restrizioni|limiti|filtri|regole))\b"
     r"|\b(sem (restrições|restricoes|limites|filtros|regras))\b"
@@ -120,12 +129,22 @@ _HIDDEN_CONFIG = re.compile(
     r"|\b(gizli|sistem)\s+(talimat|komut|kural)\w*"
     r"|(सिस्टम|छिपे|गुप्त)\s+(प्रॉम्प्ट|निर्देश)"
 )
+# Text that addresses an AI agent reading it, or tells it to act on tools / memory / future replies.
+_AGENT_DIRECTIVE = re.compile(
+    r"\b(note|message|instructions?|notice) (to|for) (the |any |all )?(ai|assistant|agent|llm|model|chatbot)s?\b"
+    r"|\b(ai|assistant|agent|llm|language model|chatbot)s? (reading|processing|summari[sz]ing|integrating|seeing) (this|these)\b"
+    r"|\b(before|after) (you )?(reply|replying|answer|answering|respond|responding|summari[sz]ing)\b"
+    r"|\b(in|to|at the end of) (every|each|all) (future |subsequent )?(reply|replies|response|responses|answer|answers|summary|summaries|report|reports|message|messages)\b"
+    r"|\b(long-term|persistent) memory\b|\bremember (this )?for (all|every) (future )?(tasks?|turns?|conversations?)\b"
+    r"|\b(call|use|invoke|run|execute|trigger) (the )?`?[a-z]+_[a-z_]+`?( tool| function)?\b"
+)
 _ROLE_MARKER = re.compile(
     r"(^|\n)\s*(\[?(system|sys|admin|developer|root)\]?\s*[:>\]]|#{2,}\s*(system|instruction|new instructions?)\b|"
     r"<\|?(im_start|im_end|system|endoftext|eot_id|start_header_id)\|?>|</?(system|instructions?|sys)>|"
     r"\[/?inst\]|<<\s*sys\s*>>|end of (user )?(input|prompt|document|context))"
 )
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_B32 = re.compile(r"\b[A-Z2-7]{24,}={0,6}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){12,}")
 _BIN = re.compile(r"(?:[01]{8}\s?){6,}")
 _KEYWORDS = re.compile(
@@ -140,6 +159,8 @@ SIGNAL_NAMES = (
     "encoded_instruction",
     "rot13_instruction",
     "role_marker",
+    "agent_directive",
+    "reversed_instruction",
     "override_phrase",
     "exfil_phrase",
     "persona_phrase",
@@ -201,6 +222,12 @@ def _decoded_payloads(raw: str) -> list[str]:
         except (binascii.Error, ValueError):
             continue
         found.append(data.decode("utf-8", "ignore"))
+    for match in _B32.finditer(raw):
+        chunk = match.group(0)
+        try:
+            found.append(base64.b32decode(chunk[: len(chunk) // 8 * 8]).decode("utf-8", "ignore"))
+        except (binascii.Error, ValueError):
+            continue
     for match in _HEX.finditer(raw):
         digits = re.sub(r"[\s:]", "", match.group(0))
         try:
@@ -219,7 +246,12 @@ def signals(raw: str, norm: Normalised) -> FloatArray:
     text = norm.text
     payloads = _decoded_payloads(_clip(raw))
     encoded_instruction = any(_KEYWORDS.search(p.lower()) for p in payloads)
-    rot13 = bool(_KEYWORDS.search(codecs.decode(text, "rot13"))) and not bool(_KEYWORDS.search(text))
+    plain_keywords = bool(_KEYWORDS.search(text))
+    rot13 = bool(_KEYWORDS.search(codecs.decode(text, "rot13"))) and not plain_keywords
+    reversed_text = text[::-1]
+    reversed_instruction = not plain_keywords and bool(
+        _OVERRIDE.search(reversed_text) or _EXFIL.search(reversed_text)
+    )
     override = bool(_OVERRIDE.search(text))
     exfil = bool(_EXFIL.search(text))
     prior = bool(_PRIOR_RULES.search(text))
@@ -232,6 +264,8 @@ def signals(raw: str, norm: Normalised) -> FloatArray:
         1.0 if encoded_instruction else 0.0,
         1.0 if rot13 else 0.0,
         1.0 if _ROLE_MARKER.search(text) else 0.0,
+        1.0 if _AGENT_DIRECTIVE.search(text) else 0.0,
+        1.0 if reversed_instruction else 0.0,
         1.0 if override else 0.0,
         1.0 if exfil else 0.0,
         1.0 if _PERSONA.search(text) else 0.0,
@@ -247,7 +281,7 @@ def signals(raw: str, norm: Normalised) -> FloatArray:
 def decisive_rule_score(sig: FloatArray) -> float:
     """A score the rules alone justify (0 when they say nothing decisive)."""
     s = dict(zip(SIGNAL_NAMES, sig.tolist(), strict=True))
-    if s["encoded_instruction"] or s["rot13_instruction"]:
+    if s["encoded_instruction"] or s["rot13_instruction"] or s["reversed_instruction"]:
         return 0.9
     if (s["invisible_chars"] or s["homoglyph_words"]) and (s["override_phrase"] or s["exfil_phrase"]):
         return 0.9
