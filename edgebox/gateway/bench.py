@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=2000, help="requests per throughput phase")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--latency-requests", type=int, default=400, help="sequential requests for p50")
+    p.add_argument("--classifier", default="rules", choices=["rules", "model"], help="gateway classifier")
     p.add_argument("--litellm-venv", default="var/bench-litellm", help="venv with litellm[proxy] ('' = skip)")
     p.add_argument(
         "--no-install-litellm",
@@ -259,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "edgebox_classifier": args.classifier,
         "cpus": os.cpu_count(),
     }
     procs: list[subprocess.Popen[bytes]] = []
@@ -295,7 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (tmp / "gw.toml").write_text(
                 f'listen_port = 0\npki_dir = "{tmp / "pki"}"\nupstream_url = "{up_url}"\n'
                 f'upstream_key_file = "{tmp / "upstream.key"}"\naudit_file = "{tmp / "audit.jsonl"}"\n'
-                "quota_tokens = 1000000000\n"
+                f'quota_tokens = 1000000000\nclassifier = "{args.classifier}"\n'
                 "[anomaly]\nmax_requests_per_rate_window = 100000000\nmax_identical_prompts = 100000000\n"
             )
             gw, gw_port = _start(

@@ -74,6 +74,7 @@ from edgebox.pipeline.quota import (
     estimate_tokens,
 )
 from edgebox.pipeline.rules import RuleClassifier
+from edgebox.pipeline.scorecache import CachedClassifier
 from edgebox.pki.ca import BOX_URI_PREFIX, CsrInvalid, DeviceCA, PkiError
 from edgebox.pki.store import CertStore, RedisCertStore, SqliteCertStore
 
@@ -212,15 +213,18 @@ class Gateway:
     ) -> None:
         self.cfg = cfg
         self._key = upstream_key
-        self.classifier: Classifier = classifier or load_classifier(cfg.classifier)
-        # the rule classifier is microseconds: inline. Anything else (the trained model) runs off the loop.
-        self._classifier_pool = (
-            None
-            if isinstance(self.classifier, RuleClassifier)
-            else concurrent.futures.ThreadPoolExecutor(
+        chosen = classifier or load_classifier(cfg.classifier)
+        # The rule classifier is microseconds (and memoises itself): inline. Anything else (the trained
+        # model) gets a score memo (repeated system prompts and history are not re-scored) and runs on a
+        # thread pool, off the event loop.
+        self._classifier_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if isinstance(chosen, RuleClassifier):
+            self.classifier: Classifier = chosen
+        else:
+            self.classifier = CachedClassifier(chosen)
+            self._classifier_pool = concurrent.futures.ThreadPoolExecutor(
                 cfg.classifier_threads, thread_name_prefix="classifier"
             )
-        )
         self.policy = InjectionPolicy(cfg.injection_flag_threshold, cfg.injection_block_threshold)
         self.quota_limit = QuotaLimit(cfg.quota_tokens, cfg.quota_window_s)
         self._quota = quota

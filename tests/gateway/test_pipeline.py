@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 import pytest
 
@@ -86,3 +88,26 @@ def test_memory_quota_with_fake_clock() -> None:
     now[0] = 10.0  # the first charge slid out exactly at t = 10
     q.reserve_now("a", 50, limit)
     q.reserve_now("b", 100, limit)  # per key
+
+
+def test_cached_classifier_scores_each_distinct_text_once() -> None:
+    from edgebox.pipeline.scorecache import CachedClassifier
+
+    seen: list[str] = []
+
+    class Counting:
+        name = "counting"
+
+        def score(self, texts: Sequence[str]) -> list[float]:
+            seen.extend(texts)
+            return [len(t) / 100 for t in texts]
+
+    c = CachedClassifier(Counting(), size=2)
+    assert isinstance(c, Classifier) and c.name == "counting"
+    assert c.score(["system prompt", "q1"]) == [0.13, 0.02]
+    assert c.score(["system prompt", "q2"]) == [0.13, 0.02]
+    assert seen == ["system prompt", "q1", "q2"]  # the repeated system prompt was not re-scored
+    c.score(["q3"])  # size 2: evicts the least recently used ("q1")
+    c.score(["q1"])
+    assert seen[-1] == "q1" and len(seen) == 5
+    assert all(b"q" not in k and b"system" not in k for k in c._memo)  # digests, not text
