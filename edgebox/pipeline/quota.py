@@ -2,13 +2,14 @@
 
 Theory of operation: each quota key (a device, a phone) has a log of charges `(time, id, tokens)`.
 The quota is "at most `limit.tokens` tokens charged within any `limit.window_s` seconds" — a true
-sliding window, not a fixed one that resets. A request first *reserves* an estimate that must be an
-upper bound of what it can cost (prompt estimate + max completion tokens); admission and the charge
-are one atomic step, so concurrent requests can never jointly pass the check. After the call the
+sliding window, not a fixed one that resets. A request first *reserves* an estimate meant to be an
+upper bound of what it can cost (1 token per prompt character + the completion cap); admission and the
+charge are one atomic step, so concurrent requests can never jointly pass the check. After the call the
 charge is *reconciled* to the real usage reported by the upstream (usually lower). A reservation whose
 window already ran out when reconciling is charged afresh at reconcile time, so long streams still
-count. Because admission is atomic and estimates are upper bounds, the only possible overshoot is an
-upstream reporting more than estimated, bounded by one request's estimate.
+count. Because admission is atomic, the charged total can exceed the limit only by what in-flight requests
+cost beyond their estimates (an upstream reporting more than estimated), which with the conservative
+estimate is zero for ordinary text and otherwise small against one request's estimate.
 
 Two backends with the same semantics:
 - `MemoryQuota`: one process (the gateway's single-replica default, the box's per-phone quotas).
@@ -77,8 +78,10 @@ class QuotaBackend(Protocol):
 
 
 def estimate_tokens(total_chars: int, n_messages: int, max_completion: int) -> int:
-    """An upper-bound-ish estimate: ~1 token per 3 chars plus per-message framing, plus the completion cap."""
-    return total_chars // 3 + 1 + 4 * n_messages + max_completion
+    """A conservative estimate: 1 token per character (tokenizers average 3-4 characters per token on
+    ordinary text), per-message framing, plus the completion cap the upstream is held to. Over-reserving
+    only matters while a request is in flight: reconciling returns the difference."""
+    return total_chars + 1 + 4 * n_messages + max_completion
 
 
 def _new_rid() -> str:

@@ -33,7 +33,7 @@ async def test_quota_exact_across_replicas_under_concurrent_load(
     gw_a = await make_gateway(redis_url=fresh_redis, quota_tokens=limit, quota_window_s=600)
     gw_b = await make_gateway(redis_url=fresh_redis, quota_tokens=limit, quota_window_s=600)
     # the upstream bills the full completion cap plus 30 prompt tokens: a bit *more* than the gateway's
-    # estimate for these short prompts (~112), the worst case the overshoot bound allows for
+    # estimate for these short prompts (~126): the adversarial case the overshoot bound is about
     upstream.completion_tokens = 10_000
     upstream.prompt_tokens = 30
     devices = [make_box(pki, f"box-{i}", boxes_dir) for i in range(4)]
