@@ -41,7 +41,8 @@ class HilConfig:
     phone_adapters: list[str]
     restart_cmd: str | None
     btvirt: bool
-    spacer: str | None  # "hciC:hciP" under btvirt, see hil/virtual/spacer.py
+    spacer: str | None  # btvirt only: spacer plan, see hil/virtual/spacer.py
+    tier: str = "virtual"
     box_name: str = "ebx-hil"
     box_id: str = "hil-box-1"
 
@@ -98,6 +99,7 @@ def _config() -> HilConfig:
         restart_cmd=os.environ.get("HIL_BLUETOOTHD_RESTART") or None,
         btvirt=os.environ.get("HIL_BTVIRT") == "1",
         spacer=os.environ.get("HIL_SPACER") or None,
+        tier=os.environ.get("HIL_TIER", "virtual"),
     )
 
 
@@ -147,9 +149,7 @@ def spacer(hil: HilConfig) -> Iterator[BoxProcess | None]:
     if hil.spacer is None:
         yield None
         return
-    central, peripheral = hil.spacer.split(":")
-    bp = _start([sys.executable, str(REPO / "hil/virtual/spacer.py"), "--central", central,
-                 "--peripheral", peripheral], "spacer.log")  # fmt: skip
+    bp = _start([sys.executable, str(REPO / "hil/virtual/spacer.py"), "--plan", hil.spacer], "spacer.log")
     bp.wait_event(lambda e: e.get("event") == "spacer" and e["connected"], timeout=90)
     try:
         yield bp
@@ -167,14 +167,27 @@ def wait_spacer(spacer: BoxProcess | None, timeout: float = 90.0) -> None:
         time.sleep(0.1)
 
 
+def need_phones(hil: HilConfig, n: int) -> list[str]:
+    """The first n phone adapters; the virtual tier always has them (fail), a real rig may not (skip)."""
+    if len(hil.phone_adapters) < n:
+        message = f"needs {n} phone adapters, HIL_PHONE_ADAPTERS has {len(hil.phone_adapters)}"
+        if hil.tier == "virtual":
+            pytest.fail(message)
+        pytest.skip(message)
+    return hil.phone_adapters[:n]
+
+
 @pytest.fixture(scope="module")
-def box(hil: HilConfig, spacer: BoxProcess | None) -> Iterator[BoxProcess]:
-    """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available)."""
+def box(request: pytest.FixtureRequest, hil: HilConfig, spacer: BoxProcess | None) -> Iterator[BoxProcess]:
+    """The echo box on HIL_BOX_ADAPTER (or a remote one: then no events are available).
+
+    A test module may set ECHO_BOX_ARGS (extra echo-box arguments, e.g. --no-acquire-notify)."""
     if not hil.box_adapter:
         yield BoxProcess(proc=None)
         return
     argv = [sys.executable, "-m", "edgebox.ble.echo", "--adapter", hil.box_adapter, "--name", hil.box_name,
-            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1"]  # fmt: skip
+            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1",
+            *getattr(request.module, "ECHO_BOX_ARGS", [])]  # fmt: skip
     bp = _start(argv, "box.log")
     ready = bp.wait_event(lambda e: e["event"] == "ready", timeout=60)
     assert ready["state"] == "advertising", ready

@@ -6,7 +6,7 @@ import asyncio
 import os
 
 import pytest
-from conftest import restart_bluetoothd, wait_spacer
+from conftest import need_phones, restart_bluetoothd, wait_spacer
 from phones import BLAST, blast, echo, echo_stream, open_link, stats
 
 from edgebox.ble.layout import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID
@@ -63,6 +63,20 @@ async def test_two_phones_at_once_no_crosstalk(hil, box, spacer):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_four_phones_at_once_box_keeps_advertising(hil, box, spacer):
+    links = []
+    try:
+        for adapter in need_phones(hil, 4):
+            # each phone discovers the box while the others are connected
+            links.append(await open_link(hil, adapter))
+        assert len({link.info.tag for link in links}) == 4
+        await asyncio.gather(*(echo_stream(link, 4 * 1024, seed=0x10 + i) for i, link in enumerate(links)))
+        assert (await stats(links[0]))["open"] == 4
+    finally:
+        for link in links:
+            await link.close()
 
 
 async def test_disconnect_mid_transfer_then_reconnect(hil, box):

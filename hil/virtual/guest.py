@@ -46,8 +46,9 @@ def main() -> int:
         {
             "HIL_TIER": "virtual",
             "HIL_BOX_ADAPTER": "hci0",
-            "HIL_PHONE_ADAPTERS": "hci1,hci2",
-            "HIL_SPACER": "hci2:hci3",
+            # hci0 box; hci1-hci4 phones; hci5-hci7 spare peripherals for the handle spacers
+            "HIL_PHONE_ADAPTERS": "hci1,hci2,hci3,hci4",
+            "HIL_SPACER": "hci2>hci5;hci3>hci6,hci5;hci4>hci7,hci6,hci5",
             "HIL_BLUETOOTHD_RESTART": f"{py} {here / 'stack.py'} restart-bluetoothd",
             "HIL_BTVIRT": "1",
         }

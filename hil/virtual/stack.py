@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 RUN = Path("/run/hil")
-# hci0 box, hci1 + hci2 phones, hci3 spare peripheral for the handle spacer (see spacer.py)
-CONTROLLERS = int(os.environ.get("HIL_CONTROLLERS", "4"))
+# hci0 box, hci1-hci4 phones, hci5-hci7 spare peripherals for the handle spacers (see spacer.py)
+CONTROLLERS = int(os.environ.get("HIL_CONTROLLERS", "8"))
 LOG_DIR = Path(os.environ.get("HIL_RESULTS", "/tmp"))
 MAIN_CONF = """\
 [General]
