@@ -83,7 +83,7 @@ async def test_disconnect_mid_transfer_then_reconnect(hil, box):
     box.forget()
     a = await open_link(hil, hil.phone_adapters[0])
     opened = await box_event(box, lambda e: e["event"] == "link")
-    await a.send(BLAST.pack(ord("B"), 5000, a.mtu))
+    await a.send(BLAST.pack(ord("B"), 1500, a.mtu))
     for _ in range(20):
         await asyncio.wait_for(a.recv(), 20)
     await a.close()  # mid-transfer: the box is still sending
@@ -106,7 +106,7 @@ async def test_garbage_flood_leaves_other_phone_working(hil, box, spacer):
     async def flood() -> None:
         nonlocal flood_sent
         try:
-            for _ in range(3000):
+            for _ in range(1200):
                 await flooder.send(b"\xff" + os.urandom(flooder.mtu - 1))
                 flood_sent += 1
         except LinkClosed:

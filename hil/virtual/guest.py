@@ -64,7 +64,7 @@ def main() -> int:
     else:
         with (results / "pytest.log").open("w") as out:
             rc = subprocess.run(
-                [py, "-m", "pytest", "-p", "no:cacheprovider", "-o", "testpaths=hil/tests", "-rA",
+                [py, "-m", "pytest", "-p", "no:cacheprovider", "-o", "testpaths=hil/tests", "-rA", "--durations=5",
                  f"--junitxml={results / 'junit.xml'}", "hil/tests", *extra],
                 cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
             ).returncode  # fmt: skip
