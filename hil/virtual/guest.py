@@ -64,8 +64,8 @@ def main() -> int:
     else:
         with (results / "pytest.log").open("w") as out:
             rc = subprocess.run(
-                [py, "-m", "pytest", "-p", "no:cacheprovider", "-o", "testpaths=hil/tests", "-rA", "--durations=5",
-                 f"--junitxml={results / 'junit.xml'}", "hil/tests", *extra],
+                [py, "-m", "pytest", "-p", "no:cacheprovider", "-o", "testpaths=hil/tests", "-rA",
+                 "--durations=5", f"--junitxml={results / 'junit.xml'}", "hil/tests", *extra],
                 cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
             ).returncode  # fmt: skip
         tail = (results / "pytest.log").read_text().splitlines()[-1:]
