@@ -6,12 +6,14 @@ L2-normalised 384-d vector per row) and the injection classifier head (feature r
 ONNX models take dynamic shapes, so a batch is padded to its longest row. The LiteRT embedder is a
 single .tflite with one signature per fixed sequence-length bucket (e.g. `len32`, `len128`,
 `len256`, weights shared): each row runs alone in the smallest bucket that fits, so short prompts do
-not pay for 256 tokens. The runtimes are imported lazily, so importing edgebox.models never pulls
-either in (and torch never).
+not pay for 256 tokens. ONNX sessions may run concurrently; LiteRT interpreters are serialised
+by a lock (they are not thread-safe). The runtimes are imported lazily, so importing
+edgebox.models never pulls either in (and torch never).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -90,8 +92,13 @@ class LiteRTEmbedBackend:
             if name not in signatures:
                 raise ManifestInvalidError(f"LiteRT embedder lacks signature {name}")
             self._runners[length] = self._interpreter.get_signature_runner(name)
+        self._lock = threading.Lock()  # a LiteRT interpreter must not run on two threads at once
 
     def run(self, ids: Sequence[Sequence[int]]) -> FloatArray:
+        with self._lock:
+            return self._run(ids)
+
+    def _run(self, ids: Sequence[Sequence[int]]) -> FloatArray:
         rows: list[FloatArray] = []
         for row in ids:
             length = next((b for b in self._buckets if b >= len(row)), self._buckets[-1])
@@ -119,8 +126,13 @@ class LiteRTHeadBackend:
             raise ManifestInvalidError("LiteRT classifier head lacks signature 'head'")
         self._runner = interpreter.get_signature_runner("head")
         self._interpreter = interpreter
+        self._lock = threading.Lock()
 
     def run(self, features: FloatArray) -> FloatArray:
+        with self._lock:
+            return self._run(features)
+
+    def _run(self, features: FloatArray) -> FloatArray:
         scores = [
             float(np.asarray(self._runner(features=row[None, :].astype(np.float32))["score"]).reshape(-1)[0])
             for row in features

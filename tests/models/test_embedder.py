@@ -90,3 +90,14 @@ def test_manifest_records_quality_gates(manifest: Manifest) -> None:
         assert quality[variant]["cosine_min"] >= 0.95
     for entry in manifest.data["files"].values():
         assert len(entry["sha256"]) == 64 and entry["size"] > 0 and entry["package"] and entry["version"]
+
+
+def test_concurrent_use_is_safe(runtime_config: ModelsConfig) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = Embedder(runtime_config)
+    expected = embedder.embed(TEXTS[:4])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: embedder.embed(TEXTS[:4]), range(8)))
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-5)
