@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -180,4 +181,10 @@ def classify_stream(stdin: TextIO, stdout: TextIO, config: ModelsConfig) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    return classify_stream(stdin, sys.stdout, _config(args))
+    try:
+        return classify_stream(stdin, sys.stdout, _config(args))
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head -1`): stop quietly, like other filters.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

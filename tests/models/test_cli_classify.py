@@ -98,3 +98,14 @@ def test_runtime_never_imports_torch(models_dir: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert json.loads(result.stdout) == []
+
+
+def test_reader_closing_early_is_not_an_error(models_dir: Path) -> None:
+    stdin = json.dumps({"text": "hello"}) + "\n"
+    result = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m edgebox models classify --models-dir {models_dir} | head -n 1"],
+        input=stdin * 400, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
