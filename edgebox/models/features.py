@@ -69,6 +69,11 @@ _OVERRIDE = re.compile(
     r"|\b(игнорируй|игнорируйте|забудь|забудьте)\b[^.\n]{0,40}?(инструкци|правил|указани)"
     r"|(忽略|无视|忘记|忘掉)[^。\n]{0,20}?(指令|指示|规则|提示)"
     r"|(無視|忘れ)[^。\n]{0,20}?(指示|命令|ルール|指令)|(指示|命令|ルール)[^。\n]{0,10}?(無視|忘れ)"
+    # "forget everything (you were told)"
+    r"|\bforget (everything|all) (((that|what) )?you('ve| have)? (were|been) (told|given)|above|before this)\b"
+    r"|\b(vergiss|vergesst|vergessen sie) alles\b|\boublie(z)? tout\b|\bolvida(te de)? todo\b"
+    r"|\bdimentica tutto\b|\besque[çc]a tudo\b|\bvergeet alles\b|\bzapomnij (o )?wszystk"
+    r"|забудь(те)? (всё|все)|(忘记|忘掉)(一切|所有)|(すべて|全部)(を)?忘れ"
 )
 _EXFIL = re.compile(
     r"\b(system prompt|system message|hidden (prompt|instructions)|initial instructions|original instructions|"
@@ -78,6 +83,11 @@ _EXFIL = re.compile(
     r"[^.\n]{0,30}?\b(secret key|api keys?|passwords?|passphrase|credentials?|tokens?|private keys?|"
     r"customer (data|database|emails?)|chat history|conversation history)\b"
     r"|\b(systemprompt|systemanweisung|prompt système|prompt del sistema|prompt do sistema)\b"
+    r"|\b(verrate|zeig|gib|nenne|sende|schick)\w*\b[^.\n]{0,30}?\b(geheimnis|passwort|kennwort|schlüssel|zugangsdaten)"
+    r"|\b(révèle|donne|montre|envoie|dis)\w*\b[^.\n]{0,30}?\b(mot de passe|secret|clé|identifiants)"
+    r"|\b(revela|dime|muestra|envía|da)\w*\b[^.\n]{0,30}?\b(contraseña|clave|secreto|credenciales)"
+    r"|\b(rivela|dimmi|mostra|invia)\w*\b[^.\n]{0,30}?\b(password|segreto|chiave|credenziali)"
+    r"|\b(revele|diga|mostre|envie)\w*\b[^.\n]{0,30}?\b(senha|segredo|chave|credenciais)"
     r"|системн\w* (промпт|подсказк|инструкц)|(系统提示|系統提示|システムプロンプト)"
 )
 _PERSONA = re.compile(
