@@ -78,7 +78,9 @@ def ensure_build_venv(venv: Path) -> Path:
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
     shutil.rmtree(venv, ignore_errors=True)
-    base = shutil.which("python3") or sys.executable
+    # The interpreter this venv was made from: same Python version as the run-time venv (3.11, the
+    # tag of the local torch wheel), whatever `python3` on PATH happens to be.
+    base = getattr(sys, "_base_executable", "") or shutil.which("python3") or sys.executable
     _run([base, "-m", "venv", str(venv)], "creating the build venv")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
     if TORCH_WHEELS.is_dir():
