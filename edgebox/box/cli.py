@@ -144,7 +144,10 @@ async def _listener(args: argparse.Namespace, state: BoxState) -> LinkListener:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    state = init_state(_root(args))
+    root = _root(args)
+    # First start initialises the state (on the Pi the key is the first-boot credential); later
+    # starts only open it, so a missing or wrong key is a typed error, never a new empty store.
+    state = open_state(root) if (root / "identity.json").exists() else init_state(root)
     _print_invite(state, args.ttl)
 
     async def go() -> None:
