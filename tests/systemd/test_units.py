@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import shlex
 import shutil
 import subprocess
@@ -19,9 +18,7 @@ SERVICES = ["edgebox-box.service", "edgebox-gateway.service", "edgebox-firstboot
 
 
 def _exec_lines(unit: str) -> list[str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    # systemd allows repeated keys; keep the last for reading, collect ExecStart lines by hand.
+    # systemd allows repeated keys (configparser does not): collect ExecStart lines by hand.
     text = (UNITS / unit).read_text()
     return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("ExecStart=")]
 
