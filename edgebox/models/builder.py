@@ -105,6 +105,26 @@ def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, *, quiet:
         raise ModelBuildError(f"{what} failed (exit {result.returncode})")
 
 
+def _run_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> None:
+    """Run the build; its own progress lines go to stderr, the converters' chatter only to the log."""
+    print("models build: building models (export, quality check, classifier training)", file=sys.stderr)
+    tail: list[str] = []
+    with log_path.open("w", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log_file.write(line)
+            if line.startswith("models build:"):
+                print(line, end="", file=sys.stderr, flush=True)
+            tail = [*tail[-59:], line]
+        code = proc.wait()
+    if code != 0:
+        print("".join(tail), end="", file=sys.stderr)
+        raise ModelBuildError(f"the model build failed (exit {code}); full log: {log_path}")
+
+
 def build(models_dir: Path, data_dir: Path, *, force: bool = False, venv: Path | None = None) -> bool:
     """Build the models if needed. Returns True if a build ran, False if the cache was current."""
     wanted = input_hash(data_dir)
@@ -119,7 +139,8 @@ def build(models_dir: Path, data_dir: Path, *, force: bool = False, venv: Path |
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
     models_dir.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(python), "-m", "edgebox.models.build", "--out", str(models_dir), "--data", str(data_dir)]
-    _run([*cmd, "--input-hash", wanted], "building models (export, quality check, classifier training)", env)
+    log_path = models_dir.parent / (models_dir.name + "-build.log")
+    _run_logged([*cmd, "--input-hash", wanted], env, log_path)
     if not is_current(models_dir, wanted):
         raise ModelBuildError("the build finished but its manifest does not verify")
     return True

