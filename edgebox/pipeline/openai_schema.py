@@ -12,12 +12,12 @@ echoed in an error or log. Transport-neutral.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import msgspec
 
 from edgebox.errors import EdgeboxError
+from edgebox.pipeline import validation
 from edgebox.pipeline.chat import MAX_TOTAL_CONTENT_CHARS, ChatMessage, Messages, total_content_chars
 
 MAX_COMPLETION_TOKENS = 32_768
@@ -65,42 +65,21 @@ class RequestInvalid(EdgeboxError):
 
 _DECODER = msgspec.json.Decoder(ChatCompletionRequest)
 _ENCODER = msgspec.json.Encoder()
-_PATH = re.compile(r" - at `(\$[^`]{0,200})`$")
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `([A-Za-z0-9_]{1,64})`")
-
-
-def _sanitise(exc: msgspec.ValidationError) -> RequestInvalid:
-    raw = str(exc)
-    m = _PATH.search(raw)
-    path = m.group(1) if m else "$"
-    head = raw[: m.start()] if m else raw
-    if (u := _UNKNOWN.match(head)) is not None:
-        name = u.group(1)
-        where = f"{path}.{name}" if _SAFE_NAME.fullmatch(name) else f"{path}.<unknown>"
-        return RequestInvalid(f"unknown field at `{where}`", code="unknown_field", path=where)
-    if (r := _MISSING.match(head)) is not None:
-        where = f"{path}.{r.group(1)}"
-        return RequestInvalid(f"missing required field `{where}`", code="missing_field", path=where)
-    if head.startswith("Invalid enum value"):
-        return RequestInvalid(f"value not allowed at `{path}`", path=path)
-    if "`" in head or head.startswith(("Number out of range", "Expected")):
-        # msgspec's remaining messages describe types and bounds only ("Expected `str` of length <= 8").
-        return RequestInvalid(f"{head} at `{path}`", path=path)
-    return RequestInvalid(f"invalid value at `{path}`", path=path)
+# validation.Invalid codes -> this API's error codes (invalid values keep the default code).
+_CODES = {
+    "malformed_json": "malformed_json",
+    "too_deep": "malformed_json",
+    "unknown_field": "unknown_field",
+    "missing_field": "missing_field",
+}
 
 
 def decode_request(body: bytes) -> ChatCompletionRequest:
     """Decode and validate one request body; raises RequestInvalid."""
     try:
-        req = _DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        raise _sanitise(exc) from None
-    except msgspec.DecodeError:
-        raise RequestInvalid("body is not valid JSON", code="malformed_json") from None
-    except RecursionError:
-        raise RequestInvalid("body is nested too deeply", code="malformed_json") from None
+        req = validation.decode(_DECODER, body)
+    except validation.Invalid as bad:
+        raise RequestInvalid(bad.message, code=_CODES.get(bad.code), path=bad.path) from None
     if total_content_chars(req.messages) > MAX_TOTAL_CONTENT_CHARS:
         raise RequestInvalid(
             f"total message content exceeds {MAX_TOTAL_CONTENT_CHARS} characters",

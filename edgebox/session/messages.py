@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from edgebox.errors import EdgeboxError
+from edgebox.pipeline import validation
 from edgebox.pipeline.chat import Messages
 
 APP_VERSION = 1
@@ -130,36 +131,22 @@ def decode(data: bytes) -> AppMessage:
     if len(data) > MAX_APP_MESSAGE:
         raise MessageError(ErrorKind.too_large, "application message exceeds the record size limit")
     try:
-        message: AppMessage = _decoder.decode(data)
-        return message
-    except msgspec.ValidationError as exc:
-        raise MessageError(ErrorKind.invalid_message, _safe_reason(str(exc)), _peek_id(data)) from None
-    except msgspec.DecodeError:
-        raise MessageError(ErrorKind.invalid_message, "message is not valid JSON") from None
-
-
-def _safe_reason(text: str) -> str:
-    # msgspec says e.g. "Expected `int`, got `str` - at `$.options.max_tokens`". The "Expected ..."
-    # part comes from our schema and the path only from schema field names and indices, so both are
-    # safe; anything else may quote peer-supplied text (unknown field names, enum values) and is
-    # replaced by a generic category.
-    head, sep, path = text.partition(" - at ")
-    where = f" - at {path}" if sep else ""
-    if head.startswith("Expected "):
-        return (head[:200] + where)[:300]
-    if head.startswith("Object contains unknown field"):
-        return "unknown field" + where
-    if head.startswith("Object missing required field"):
-        return head[:120] + where
-    if path == "`$.type`":
-        return "unknown message type" + where
-    return "invalid value" + where
+        message: AppMessage = validation.decode(_decoder, data)
+    except validation.Invalid as bad:
+        if bad.path == "$.type" and bad.code == "invalid_value":
+            raise MessageError(ErrorKind.invalid_message, "unknown message type at `$.type`") from None
+        if bad.path == "$.v":
+            raise MessageError(
+                ErrorKind.unsupported_version, "unsupported message version", _peek_id(data)
+            ) from None
+        raise MessageError(ErrorKind.invalid_message, bad.message, _peek_id(data)) from None
+    return message
 
 
 def _peek_id(data: bytes) -> str | None:
     try:
         obj: Any = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     rid = obj.get("id") if isinstance(obj, dict) else None
     if isinstance(rid, str) and 0 < len(rid) <= 64 and all(c.isalnum() or c in "_.:-" for c in rid):

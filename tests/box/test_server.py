@@ -202,6 +202,11 @@ async def test_invalid_app_message_gets_typed_error_and_session_continues(h: Har
     await asyncio.sleep(0)
     await s.send_raw(b"not json at all")
     assert (await waiter).code is app.ErrorKind.invalid_message
+    for deep in (b"[" * 20_000, b'{"type":"prompt","id":"d","messages":' + b"[" * 20_000):
+        waiter = asyncio.create_task(s.next_unrouted_error())
+        await asyncio.sleep(0)
+        await s.send_raw(deep)
+        assert (await waiter).code is app.ErrorKind.invalid_message
     assert (await s.ask("still alive")).text == "still alive"
     await s.close()
 

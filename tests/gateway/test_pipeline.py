@@ -110,4 +110,5 @@ def test_cached_classifier_scores_each_distinct_text_once() -> None:
     c.score(["q3"])  # size 2: evicts the least recently used ("q1")
     c.score(["q1"])
     assert seen[-1] == "q1" and len(seen) == 5
-    assert all(b"q" not in k and b"system" not in k for k in c._memo)  # digests, not text
+    texts = {t.encode() for t in ("system prompt", "q1", "q2", "q3")}
+    assert all(k not in texts and b"system" not in k for k in c._memo)  # digests, not text
