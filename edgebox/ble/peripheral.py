@@ -342,35 +342,37 @@ class BlePeripheral:
                 await self._set_state(ListenerState.REGISTERING)
             try:
                 if not self._app_registered:
-                    await bluez.call(
-                        bus,
-                        path=self._adapter_path,
-                        interface=bluez.GATT_MANAGER_IFACE,
-                        member="RegisterApplication",
-                        signature="oa{sv}",
-                        body=[self._app_path, {}],
-                    )
+                    await self._register("RegisterApplication", bluez.GATT_MANAGER_IFACE, self._app_path)
                     self._app_registered = True
                 if readvertise:
                     await self._unregister_adverts()
                 for i in range(self.config.advertisement_instances):
                     if i not in self._adverts_registered:
-                        await bluez.call(
-                            bus,
-                            path=self._adapter_path,
-                            interface=bluez.ADV_MANAGER_IFACE,
-                            member="RegisterAdvertisement",
-                            signature="oa{sv}",
-                            body=[f"{self._app_path}/adv{i}", {}],
+                        await self._register(
+                            "RegisterAdvertisement", bluez.ADV_MANAGER_IFACE, f"{self._app_path}/adv{i}"
                         )
                         self._adverts_registered.add(i)
             except bluez.BluezCallError as exc:
-                if exc.dbus_error == "org.bluez.Error.AlreadyExists":
-                    return
                 log.error("ble_register_failed", error=str(exc))
                 await self._set_state(ListenerState.FAILED, str(exc))
                 return
             await self._set_state(ListenerState.ADVERTISING)
+
+    async def _register(self, member: str, interface: str, path: str) -> None:
+        """Register one object; "already registered" (our bookkeeping was reset, BlueZ's was not) is fine."""
+        assert self._bus is not None
+        try:
+            await bluez.call(
+                self._bus,
+                path=self._adapter_path,
+                interface=interface,
+                member=member,
+                signature="oa{sv}",
+                body=[path, {}],
+            )
+        except bluez.BluezCallError as exc:
+            if exc.dbus_error != "org.bluez.Error.AlreadyExists":
+                raise
 
     async def _unregister_adverts(self) -> None:
         assert self._bus is not None
