@@ -19,10 +19,11 @@ from pathlib import Path
 import segno
 
 from edgebox import paths
-from edgebox.box.responder import EchoResponder
+from edgebox.box.responder import EchoResponder, Responder
 from edgebox.box.server import BoxServer
 from edgebox.box.state import BoxState, init_state, open_state
-from edgebox.errors import EdgeboxError
+from edgebox.box.uplink import GatewayResponder, UplinkConfig
+from edgebox.errors import ConfigError, EdgeboxError
 from edgebox.session.invite import DEFAULT_TTL_SECONDS, PairingInvite
 from edgebox.transport.base import LinkListener
 
@@ -46,6 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument("--ble", action="store_true", help="BLE GATT peripheral through BlueZ")
     run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: first)")
     run.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="pairing code lifetime, seconds")
+    up = run.add_argument_group("uplink (without --gateway the box answers with an echo)")
+    up.add_argument("--gateway", default=None, help="gateway URL, e.g. https://gw.example:8443")
+    up.add_argument("--gateway-ca", type=Path, help="device CA certificate (pins the gateway)")
+    up.add_argument("--cert", type=Path, help="this box's client certificate (PEM)")
+    up.add_argument("--key", type=Path, help="its private key (PEM, 0600)")
+    up.add_argument("--model", default="default", help="model name sent to the gateway")
     run.set_defaults(func=_run_serve)
 
 
@@ -150,12 +157,24 @@ def _run_serve(args: argparse.Namespace) -> int:
     state = open_state(root) if (root / "identity.json").exists() else init_state(root)
     _print_invite(state, args.ttl)
 
+    responder: Responder = EchoResponder()
+    uplink: GatewayResponder | None = None
+    if args.gateway:
+        if not (args.gateway_ca and args.cert and args.key):
+            raise ConfigError("--gateway needs --gateway-ca, --cert and --key")
+        uplink = GatewayResponder(
+            UplinkConfig(args.gateway, args.gateway_ca, args.cert, args.key, args.model)
+        )
+        responder = uplink
+
     async def go() -> None:
         listener = await _listener(args, state)
         try:
-            await BoxServer(state.identity, state.registry, EchoResponder()).serve(listener)
+            await BoxServer(state.identity, state.registry, responder).serve(listener)
         finally:
             await listener.close()
+            if uplink is not None:
+                await uplink.close()
 
     try:
         with contextlib.suppress(KeyboardInterrupt):

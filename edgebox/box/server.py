@@ -275,7 +275,9 @@ class _LinkSession:
             return
         except app.MessageError as exc:
             with contextlib.suppress(SessionError, LinkClosed):
-                await self.send_app(app.Error(code=exc.kind, message=str(exc), id=prompt.id))
+                await self.send_app(
+                    app.Error(code=exc.kind, message=str(exc), id=prompt.id, retry_after_s=exc.retry_after_s)
+                )
         except Exception as exc:
             log.error("responder_failed", phone=self.phone, request=prompt.id, error=type(exc).__name__)
             with contextlib.suppress(SessionError, LinkClosed):

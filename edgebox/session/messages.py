@@ -117,6 +117,7 @@ class MessageError(EdgeboxError):
         super().__init__(message, code=kind.value)
         self.kind = kind
         self.request_id = request_id
+        self.retry_after_s: float | None = None
 
 
 def encode(message: AppMessage) -> bytes:

@@ -1,0 +1,159 @@
+"""Forwarding a phone's prompt to the cloud gateway over mTLS (the box's uplink responder).
+
+Theory of operation: `GatewayResponder` is a `Responder`: it turns a session `prompt` into an
+OpenAI-compatible streaming request, sends it to the gateway over one pooled HTTPS connection that
+presents the box's client certificate (TLS 1.3, the device CA pinned as the only trust anchor), and
+yields the streamed deltas back, ending with a `done` that carries the usage the gateway reports.
+The W3C trace context travels the whole way: the phone's `trace` (or a fresh one) goes out as
+`traceparent` as a child span, and the gateway's echo is what `done.trace` reports. Gateway refusals
+map onto the session's typed error codes (quota -> `quota_exceeded` with retry-after, blocked
+prompt -> `injection_blocked`, anything else -> `upstream_error`); an unreachable gateway is
+`upstream_unavailable`. The device never holds the upstream API key: the gateway injects it.
+
+Not here yet (the uplink issue): the durable outbox for when the WAN is down and certificate renewal.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from edgebox.box.responder import RequestContext
+from edgebox.log import get_logger
+from edgebox.pipeline import trace as tracing
+from edgebox.session.messages import Done, ErrorKind, MessageError, Prompt, Usage
+
+log = get_logger("edgebox.box.uplink")
+
+# Gateway error codes (docs/gateway.md) -> session error codes; anything else is upstream_error.
+_ERROR_KINDS = {
+    "quota_exceeded": ErrorKind.quota_exceeded,
+    "request_exceeds_quota": ErrorKind.too_large,
+    "too_large": ErrorKind.too_large,
+    "prompt_blocked": ErrorKind.injection_blocked,
+    "upstream_unavailable": ErrorKind.upstream_unavailable,
+    "upstream_busy": ErrorKind.upstream_unavailable,
+    "upstream_timeout": ErrorKind.upstream_unavailable,
+    "backend_unavailable": ErrorKind.upstream_unavailable,
+}
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    gateway_url: str  # e.g. https://gateway.example:8443
+    ca_file: Path  # the device CA (pins the gateway's server certificate)
+    cert_file: Path  # this box's client certificate (short-lived)
+    key_file: Path
+    model: str = "default"
+    timeout_s: float = 120.0
+
+
+def client_ssl_context(cfg: UplinkConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cfg.ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+    return ctx
+
+
+class GatewayResponder:
+    def __init__(self, cfg: UplinkConfig) -> None:
+        self.cfg = cfg
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=client_ssl_context(self.cfg), limit=8)
+            timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, sock_connect=10)
+            self._session = aiohttp.ClientSession(self.cfg.gateway_url, connector=connector, timeout=timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def respond(self, prompt: Prompt, ctx: RequestContext) -> AsyncIterator[str | Done]:
+        parent = tracing.parse(prompt.trace) or tracing.new()
+        body = {
+            "model": self.cfg.model,
+            "messages": [{"role": m.role.value, "content": m.content} for m in prompt.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": prompt.options.max_tokens,
+            "temperature": prompt.options.temperature,
+        }
+        headers = {"traceparent": parent.child().format(), "Content-Type": "application/json"}
+        usage = Usage()
+        finish: str = "stop"
+        try:
+            async with self._client().post("/v1/chat/completions", json=body, headers=headers) as resp:
+                echoed = resp.headers.get("traceparent")
+                if resp.status != 200:
+                    raise await _refusal(resp)
+                async for delta, chunk_usage, reason in _sse_deltas(resp):
+                    if delta:
+                        yield delta
+                    if chunk_usage is not None:
+                        usage = chunk_usage
+                    if reason in ("stop", "length"):
+                        finish = reason
+        except aiohttp.ClientError as exc:
+            log.warning(
+                "uplink_unavailable", phone=ctx.phone_id, trace=parent.trace_id, error=type(exc).__name__
+            )
+            raise MessageError(ErrorKind.upstream_unavailable, "the gateway is not reachable") from None
+        yield Done(
+            id=prompt.id,
+            source="gateway",
+            usage=usage,
+            finish_reason="length" if finish == "length" else "stop",
+            trace=echoed if tracing.parse(echoed) else prompt.trace,
+        )
+
+
+async def _refusal(resp: aiohttp.ClientResponse) -> MessageError:
+    try:
+        err = (await resp.json(content_type=None))["error"]
+        code = str(err["code"])
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        code = "upstream_error"
+    kind = _ERROR_KINDS.get(code, ErrorKind.upstream_error)
+    exc = MessageError(kind, f"the gateway refused the request ({code})")
+    retry = resp.headers.get("Retry-After")
+    exc.retry_after_s = float(retry) if retry and retry.isdigit() else None
+    return exc
+
+
+async def _sse_deltas(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Usage | None, str | None]]:
+    """(text delta, usage if this chunk has it, finish_reason) for each `data:` event."""
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise MessageError(
+                ErrorKind.upstream_error, "the gateway sent a malformed stream event"
+            ) from None
+        usage = None
+        if isinstance(event.get("usage"), dict):
+            u = event["usage"]
+            usage = Usage(
+                int(u.get("prompt_tokens", 0)),
+                int(u.get("completion_tokens", 0)),
+                int(u.get("total_tokens", 0)),
+            )
+        for choice in event.get("choices") or []:
+            delta = (choice.get("delta") or {}).get("content") or ""
+            yield delta, usage, choice.get("finish_reason")
+            usage = None
+        if usage is not None:
+            yield "", usage, None
