@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = run.add_mutually_exclusive_group(required=True)
     where.add_argument("--socket", type=Path, help="Unix socket to listen on (development)")
     where.add_argument("--ble", action="store_true", help="BLE GATT peripheral through BlueZ")
-    run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: first)")
+    run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: hci0)")
+    # Two rotating advertisement instances: needed under btvirt (virtual HIL tier), harmless elsewhere.
+    run.add_argument("--adv-instances", type=int, default=1, help=argparse.SUPPRESS)
     run.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="pairing code lifetime, seconds")
     up = run.add_argument_group("uplink (without --gateway the box answers with an echo)")
     up.add_argument("--gateway", default=None, help="gateway URL, e.g. https://gw.example:8443")
@@ -136,16 +138,18 @@ async def _listener(args: argparse.Namespace, state: BoxState) -> LinkListener:
         from edgebox.transport.unix import SeqpacketListener
 
         return SeqpacketListener(args.socket)
-    from edgebox.ble.layout import BoxInfo
-    from edgebox.ble.peripheral import BlePeripheral, PeripheralConfig
+    from edgebox.ble.links import box_listener
+    from edgebox.session.handshake import PROTOCOL_VERSION
 
     ident = state.identity
-    config = PeripheralConfig(
-        box=BoxInfo(protocol_version=1, box_id=ident.box_id_hex, box_key_hash=ident.key_hash),
+    peripheral = box_listener(
+        ident.box_id_hex,
+        ident.key_hash,
+        PROTOCOL_VERSION,
         adapter=args.adapter or "hci0",
         name=ble_name(ident.box_id_hex),
+        advertisement_instances=args.adv_instances,
     )
-    peripheral = BlePeripheral(config)
     await peripheral.start()
     return peripheral
 

@@ -49,12 +49,17 @@ async def _open_link(args: argparse.Namespace, box_id: str | None) -> DatagramLi
 
         return await unix.connect(args.socket)
     if args.ble:
-        from edgebox.ble import central
+        from edgebox.ble.links import phone_link
         from edgebox.box.cli import ble_name
 
         name = ble_name(box_id) if box_id else None
-        device = await central.find_box(adapter=args.adapter, name=name, timeout=args.timeout)
-        return await central.connect(device, adapter=args.adapter, box_id=box_id, timeout=args.timeout)
+        return await phone_link(
+            adapter=args.adapter,
+            box_id=box_id,
+            name=name,
+            scan_timeout=args.timeout,
+            connect_timeout=args.timeout,
+        )
     raise TransportChoiceError("choose a transport: --socket PATH or --ble")
 
 
