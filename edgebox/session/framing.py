@@ -35,8 +35,8 @@ FRAMING_VERSION = 1
 MIN_MTU = 20
 MAX_MTU = 512
 MIN_WINDOW = 2
-MAX_WINDOW = 64
-DEFAULT_WINDOW = 32
+MAX_WINDOW = 127
+DEFAULT_WINDOW = 96
 MAX_MESSAGE = 65_535
 
 _CAPS_REQ = struct.Struct(">B2sBBHB")  # flags, magic, version min, version max, mtu, window

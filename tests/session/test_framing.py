@@ -234,8 +234,8 @@ def test_flush_ack_for_idle_timer() -> None:
     messages=st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=8),
     replies=st.lists(st.binary(min_size=1, max_size=500), max_size=4),
     mtu=st.integers(20, 512),
-    win_phone=st.integers(2, 64),
-    win_box=st.integers(2, 64),
+    win_phone=st.integers(2, 127),
+    win_box=st.integers(2, 127),
     seed=st.integers(0, 2**32),
 )
 def test_any_split_and_interleaving_reassembles(messages, replies, mtu, win_phone, win_box, seed) -> None:  # type: ignore[no-untyped-def]
