@@ -35,6 +35,26 @@ class DatagramLink(Protocol):
     async def close(self) -> None: ...
 
 
+class LinkBase:
+    """What every concrete link shares: its datagram size, its peer label, and the size check."""
+
+    def __init__(self, mtu: int, peer: str) -> None:
+        self._mtu = mtu
+        self._peer = peer
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    def _check_size(self, datagram: bytes) -> None:
+        if len(datagram) > self._mtu:
+            raise ValueError(f"datagram of {len(datagram)} bytes exceeds link MTU {self._mtu}")
+
+
 @runtime_checkable
 class LinkListener(Protocol):
     """The box side: yields a new DatagramLink for each phone that connects."""

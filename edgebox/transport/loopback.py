@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from edgebox.transport.base import DatagramLink, LinkClosed
+from edgebox.transport.base import DatagramLink, LinkBase, LinkClosed
 
 _ids = itertools.count(1)
 _CLOSED = object()
@@ -32,24 +32,14 @@ class _Pipe:
                 self.space.release()
 
 
-class LoopbackLink:
+class LoopbackLink(LinkBase):
     def __init__(self, mtu: int, peer: str, inbox: _Pipe, outbox: _Pipe) -> None:
-        self._mtu = mtu
-        self._peer = peer
+        super().__init__(mtu, peer)
         self._inbox = inbox
         self._outbox = outbox
 
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def peer(self) -> str:
-        return self._peer
-
     async def send(self, datagram: bytes) -> None:
-        if len(datagram) > self._mtu:
-            raise ValueError(f"datagram of {len(datagram)} bytes exceeds link MTU {self._mtu}")
+        self._check_size(datagram)
         if not self._outbox.closed:
             await self._outbox.space.acquire()
         if self._outbox.closed:

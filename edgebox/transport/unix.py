@@ -15,33 +15,23 @@ import os
 import socket
 from pathlib import Path
 
-from edgebox.transport.base import DatagramLink, LinkClosed
+from edgebox.transport.base import DatagramLink, LinkBase, LinkClosed
 
 _ids = itertools.count(1)
 DEFAULT_MTU = 244
 
 
-class SeqpacketLink:
+class SeqpacketLink(LinkBase):
     def __init__(self, sock: socket.socket, mtu: int, peer: str) -> None:
+        super().__init__(mtu, peer)
         sock.setblocking(False)
         self._sock = sock
-        self._mtu = mtu
-        self._peer = peer
         self._closed = False
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def peer(self) -> str:
-        return self._peer
 
     async def send(self, datagram: bytes) -> None:
         if self._closed:
             raise LinkClosed("link is closed")
-        if len(datagram) > self._mtu:
-            raise ValueError(f"datagram of {len(datagram)} bytes exceeds link MTU {self._mtu}")
+        self._check_size(datagram)
         try:
             await asyncio.get_running_loop().sock_sendall(self._sock, datagram)
         except OSError:
