@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from edgebox.box.identity import BoxIdentity
@@ -111,6 +112,53 @@ class BoxServer:
         if secret_id is not None:
             self.stats.pairing_failures += 1
             await asyncio.to_thread(self.registry.pairing_failed, secret_id, time.time())
+
+
+MAX_CHUNK_CHARS = 8_000  # <= 4 UTF-8 bytes (+ escapes) each: well inside one record
+
+
+class _DeltaStream:
+    """Runs a responder in its own task and hands out its text in batches (coalescing)."""
+
+    def __init__(self, items: AsyncIterator[str | app.Done]) -> None:
+        self._items = items
+        self._pending: list[str] = []
+        self._ready = asyncio.Event()
+        self._finished = False
+        self.done: app.Done | None = None
+        self._task = asyncio.create_task(self._produce())
+
+    async def _produce(self) -> None:
+        try:
+            async for item in self._items:
+                if isinstance(item, app.Done):
+                    self.done = item
+                    break
+                if item:
+                    self._pending.append(item)
+                    self._ready.set()
+        finally:
+            self._finished = True
+            self._ready.set()
+
+    async def batches(self) -> AsyncIterator[str]:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                for i in range(0, len(text), MAX_CHUNK_CHARS):
+                    yield text[i : i + MAX_CHUNK_CHARS]
+                self._ready.set()  # look again: more may have arrived while we sent
+            elif self._finished:
+                await self._task  # re-raises what the responder raised
+                return
+
+    async def close(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
 class _LinkSession:
@@ -257,17 +305,16 @@ class _LinkSession:
     async def _answer(self, prompt: app.Prompt) -> None:
         ctx = RequestContext(phone_id=self.phone or "", trace=prompt.trace)
         log.info("prompt_started", phone=self.phone, request=prompt.id, trace=prompt.trace)
+        stream = _DeltaStream(self.server.responder.respond(prompt, ctx))
         seq = 0
         try:
-            done: app.Done | None = None
-            async for item in self.server.responder.respond(prompt, ctx):
-                if isinstance(item, app.Done):
-                    done = item
-                    break
-                if item:
-                    await self.send_app(app.Chunk(id=prompt.id, seq=seq, delta=item))
-                    seq += 1
-            await self.send_app(done or app.Done(id=prompt.id, trace=prompt.trace))
+            # Deltas that arrive while the previous chunk is still going out over the link are sent
+            # together: a token-by-token LLM stream costs one record per link turn, not per token,
+            # and there is no added latency when the link is idle.
+            async for text in stream.batches():
+                await self.send_app(app.Chunk(id=prompt.id, seq=seq, delta=text))
+                seq += 1
+            await self.send_app(stream.done or app.Done(id=prompt.id, trace=prompt.trace))
         except asyncio.CancelledError:
             with contextlib.suppress(SessionError, LinkClosed):
                 await self.send_app(app.Done(id=prompt.id, finish_reason="cancelled", trace=prompt.trace))
@@ -284,6 +331,8 @@ class _LinkSession:
                 await self.send_app(
                     app.Error(code=app.ErrorKind.internal, message="internal error", id=prompt.id)
                 )
+        finally:
+            await stream.close()
         log.info("prompt_finished", phone=self.phone, request=prompt.id, chunks=seq)
 
     async def stop(self) -> None:
