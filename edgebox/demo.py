@@ -175,7 +175,7 @@ async def demo(show_qr: bool = True) -> None:
             if isinstance(item, str):
                 words.append(item)
             else:
-                _say("box -> phone", f"streamed in {len(words)} chunks: {''.join(words)!r}")
+                _say("box -> phone", f"streamed answer ({len(words)} chunk message(s)): {''.join(words)!r}")
                 _say("box -> phone", f"done: source={item.source}, {item.usage.total_tokens} tokens")
                 echoed = (item.trace or "")[3:35]
                 _say(

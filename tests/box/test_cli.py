@@ -22,7 +22,10 @@ def test_demo_runs_end_to_end() -> None:
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "[pair] box key matched the QR pin" in out
-    assert "chunks: 'The branch is open 9:00-17:00 on weekdays" in out and "source=gateway, 32 tokens" in out
+    assert (
+        "chunk message(s)): 'The branch is open 9:00-17:00 on weekdays" in out
+        and "source=gateway, 32 tokens" in out
+    )
     assert "same trace id phone -> box -> gateway -> upstream -> back: True" in out
     assert "injected the upstream key only on the upstream request: True" in out
     assert "the upstream key is anywhere in the box's files: False" in out
