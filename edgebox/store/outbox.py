@@ -73,6 +73,17 @@ class BackoffPolicy:
         return float(max(raw, 0.0))
 
 
+# The two ways an entry is read (full rows for `_row`).
+_SELECT_BY_ID = (
+    "SELECT entry_id, idempotency_key, payload, state, created_at, attempts, max_attempts, "
+    "next_attempt_at, lease_until, expires_at, finished_at, last_error FROM outbox WHERE entry_id = ?"
+)
+_SELECT_BY_KEY = (
+    "SELECT entry_id, idempotency_key, payload, state, created_at, attempts, max_attempts, "
+    "next_attempt_at, lease_until, expires_at, finished_at, last_error FROM outbox WHERE idempotency_key = ?"
+)
+
+
 def _row(row: Any) -> OutboxEntry:
     values = list(row)
     values[2] = bytes(values[2])
@@ -120,11 +131,7 @@ class OutboxRepository:
                 (idempotency_key, data, now, max_attempts, due, now + ttl),
             )
             row = tx.execute(
-                (
-                    "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                    "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                    "finished_at, last_error FROM outbox WHERE idempotency_key = ?"
-                ),
+                _SELECT_BY_KEY,
                 (idempotency_key,),
             )
             entry = _row(row.fetchone())
@@ -136,22 +143,14 @@ class OutboxRepository:
 
     def get(self, entry_id: int) -> OutboxEntry | None:
         row = self._db.query_one(
-            (
-                "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                "finished_at, last_error FROM outbox WHERE entry_id = ?"
-            ),
+            _SELECT_BY_ID,
             (entry_id,),
         )
         return None if row is None else _row(row)
 
     def get_by_key(self, idempotency_key: str) -> OutboxEntry | None:
         row = self._db.query_one(
-            (
-                "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                "finished_at, last_error FROM outbox WHERE idempotency_key = ?"
-            ),
+            _SELECT_BY_KEY,
             (idempotency_key,),
         )
         return None if row is None else _row(row)
@@ -196,11 +195,7 @@ class OutboxRepository:
                 (now, entry_id),
             )
             row = tx.execute(
-                (
-                    "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                    "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                    "finished_at, last_error FROM outbox WHERE entry_id = ?"
-                ),
+                _SELECT_BY_ID,
                 (entry_id,),
             ).fetchone()
             if row is None:
@@ -213,11 +208,7 @@ class OutboxRepository:
         with self._db.transaction() as tx:
             now = self._clock()
             row = tx.execute(
-                (
-                    "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                    "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                    "finished_at, last_error FROM outbox WHERE entry_id = ?"
-                ),
+                _SELECT_BY_ID,
                 (entry_id,),
             ).fetchone()
             if row is None:
@@ -240,11 +231,7 @@ class OutboxRepository:
                     (now + delay, error_code, entry_id),
                 )
             row = tx.execute(
-                (
-                    "SELECT entry_id, idempotency_key, payload, state, created_at, "
-                    "attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
-                    "finished_at, last_error FROM outbox WHERE entry_id = ?"
-                ),
+                _SELECT_BY_ID,
                 (entry_id,),
             ).fetchone()
         return _row(row)

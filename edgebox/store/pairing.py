@@ -62,6 +62,12 @@ class PairingSecret:
         return max(self.max_attempts - self.attempts, 0)
 
 
+_SELECT_BY_ID = (
+    "SELECT secret_id, created_at, expires_at, attempts, max_attempts, "
+    "locked_at, used_at, phone_id FROM pairing_secrets WHERE secret_id = ?"
+)
+
+
 def _row(row: Any) -> PairingSecret:
     return PairingSecret(*row)
 
@@ -102,10 +108,7 @@ class PairingSecretRepository:
 
     def get(self, secret_id: int) -> PairingSecret | None:
         row = self._db.query_one(
-            (
-                "SELECT secret_id, created_at, expires_at, attempts, max_attempts, "
-                "locked_at, used_at, phone_id FROM pairing_secrets WHERE secret_id = ?"
-            ),
+            _SELECT_BY_ID,
             (secret_id,),
         )
         return None if row is None else _row(row)
@@ -124,10 +127,7 @@ class PairingSecretRepository:
 
     def _load(self, tx: Transaction, secret_id: int) -> PairingSecret:
         row = tx.execute(
-            (
-                "SELECT secret_id, created_at, expires_at, attempts, max_attempts, "
-                "locked_at, used_at, phone_id FROM pairing_secrets WHERE secret_id = ?"
-            ),
+            _SELECT_BY_ID,
             (secret_id,),
         ).fetchone()
         if row is None:
