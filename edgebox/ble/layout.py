@@ -141,3 +141,9 @@ def split_notification(value: bytes, tag: bytes) -> bytes | None:
     if len(value) < TAG_LEN or value[:TAG_LEN] != tag:
         return None
     return value[TAG_LEN:]
+
+
+def ble_name(box_id_hex: str) -> str:
+    """The advertised local name of a box: short enough for a legacy advertisement, unique per box
+    (the box advertises it, the phone CLI scans for it)."""
+    return f"edgebox-{box_id_hex[:6]}"

@@ -58,11 +58,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.set_defaults(func=_run_serve)
 
 
-def ble_name(box_id_hex: str) -> str:
-    """The advertised local name: short enough for a legacy advertisement, unique per box."""
-    return f"edgebox-{box_id_hex[:6]}"
-
-
 def _root(args: argparse.Namespace) -> Path:
     root: Path = args.state_dir or paths.state_dir()
     return root
@@ -138,6 +133,7 @@ async def _listener(args: argparse.Namespace, state: BoxState) -> LinkListener:
         from edgebox.transport.unix import SeqpacketListener
 
         return SeqpacketListener(args.socket)
+    from edgebox.ble.layout import ble_name
     from edgebox.ble.links import box_listener
     from edgebox.session.handshake import PROTOCOL_VERSION
 

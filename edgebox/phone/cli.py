@@ -49,8 +49,8 @@ async def _open_link(args: argparse.Namespace, box_id: str | None) -> DatagramLi
 
         return await unix.connect(args.socket)
     if args.ble:
+        from edgebox.ble.layout import ble_name
         from edgebox.ble.links import phone_link
-        from edgebox.box.cli import ble_name
 
         name = ble_name(box_id) if box_id else None
         return await phone_link(
