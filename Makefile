@@ -12,14 +12,18 @@ BOOTSTRAP := .ci/bootstrap
 APT_DEMO :=
 APT_TEST := dbus redis-server systemd
 APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
+# SD image build (mmdebstrap + qemu-user + genimage) and its qemu-system-aarch64 boot test.
+APT_IMAGE := mmdebstrap qemu-user-static binfmt-support arch-test eatmydata genimage mtools dosfstools \
+	e2fsprogs qemu-system-arm qemu-utils systemd
 
-.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models image image-test
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
 	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier"
 	@echo "make bench  - benchmarks, one JSON object per line"
 	@echo "make lint   - ruff + mypy only"
+	@echo "make image  - Raspberry Pi 3/4 SD image in var/image (make image-test boots it under qemu)"
 
 bootstrap:
 	@$(BOOTSTRAP) $(APT_DEMO)
@@ -48,7 +52,17 @@ hil-virtual:
 	@$(BOOTSTRAP) $(APT_HIL)
 	hil/virtual/run
 
-test: lint unit hil-virtual
+# Raspberry Pi 3/4 SD image (arm64) in var/image; each stage cached by its input hash (image/build.py).
+image: models
+	@$(BOOTSTRAP) $(APT_IMAGE)
+	@$(PY) image/build.py
+
+# The image's own tests: generic-image check on the partitions, then two qemu boots (docs/image.md).
+image-test: image
+	@$(BOOTSTRAP) $(APT_IMAGE)
+	EDGEBOX_IMAGE_TESTS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/image
+
+test: lint unit hil-virtual image-test
 
 # One JSON object per line; each figure is a ratio against a baseline measured in the same run.
 # The BLE figures come from inside the qemu guest (hil/virtual/run --bench).
