@@ -3,6 +3,7 @@ box unit's network policy (every boot). File I/O around `edgebox.provision.core`
 
 edgebox provision apply --boot-file F --template T --state-dir D   write D/box.toml (+ D/gateway-ca.pem)
 edgebox provision ip-allow --boot-file F                           print the IPAddressAllow= value
+edgebox provision admin-setup --boot-file F --state-dir D          import the admin page's set-up code
 """
 
 from __future__ import annotations
@@ -106,6 +107,27 @@ def _ip_allow(args: argparse.Namespace) -> int:
     return 0
 
 
+def admin_setup(boot_file: Path, state_dir: Path) -> bool:
+    """Move the installer's one-time admin set-up code from the boot partition into the admin
+    page's records (hashed; the file is deleted). Runs as root at boot because the daemon can
+    neither read nor delete files on the boot partition."""
+    if not boot_file.is_file():
+        return False
+    try:
+        records = importlib.import_module("edgebox.admin.records")
+        service = importlib.import_module("edgebox.admin.service")
+    except ModuleNotFoundError:
+        raise ProvisioningError("this edgebox has no admin page to take a set-up code") from None
+    codes = records.SetupCodes(service.admin_dir(state_dir))
+    return bool(codes.import_boot_file(boot_file))
+
+
+def _admin_setup(args: argparse.Namespace) -> int:
+    if admin_setup(args.boot_file, args.state_dir):
+        print("admin set-up code imported from the boot partition (file removed)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("provision", help="first-boot provisioning of the SD image")
     psub = p.add_subparsers(dest="provision_command", required=True, metavar="ACTION")
@@ -117,6 +139,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     n = psub.add_parser("ip-allow", help="print the box unit's IPAddressAllow= value")
     n.add_argument("--boot-file", type=Path, default=Path("/boot/firmware/edgebox.toml"))
     n.set_defaults(func=_ip_allow)
+    s = psub.add_parser("admin-setup", help="import the admin set-up code from the boot partition")
+    s.add_argument("--boot-file", type=Path, default=Path("/boot/firmware/edgebox-admin-setup.txt"))
+    s.add_argument("--state-dir", type=Path, default=Path("/var/lib/edgebox"))
+    s.set_defaults(func=_admin_setup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

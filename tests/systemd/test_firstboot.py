@@ -35,6 +35,7 @@ def _env(tmp_path: Path, boot_file: Path) -> dict[str, str]:
         "EDGEBOX_PYTHON": sys.executable,
         "EDGEBOX_BOOT_FILE": str(boot_file),
         "EDGEBOX_TEMPLATE": str(TEMPLATE),
+        "EDGEBOX_SETUP_FILE": str(tmp_path / "edgebox-admin-setup.txt"),
         "PYTHONPATH": str(REPO),
     }
 

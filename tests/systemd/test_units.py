@@ -105,7 +105,7 @@ def test_first_boot_unit_can_reach_the_tpm_and_seals_both_keys() -> None:
     unit = "edgebox-firstboot.service"
     assert not _keys(unit, "PrivateDevices"), "PrivateDevices= hides /dev/tpmrm0 (auto falls back silently)"
     assert "/dev/tpmrm0 rw" in _keys(unit, "DeviceAllow")
-    assert _keys(unit, "ReadWritePaths") == ["/var/lib/systemd"] and _keys(unit, "StateDirectory") == [
+    assert _keys(unit, "ReadWritePaths") == ["/var/lib/systemd -/boot/firmware"] and _keys(unit, "StateDirectory") == [
         "edgebox"
     ]
     script = (UNITS.parent / "image/overlay/usr/libexec/edgebox/firstboot").read_text()
