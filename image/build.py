@@ -11,7 +11,7 @@ redoes what changed (a source edit redoes the ~1 min "app" and "image" stages, n
           5 min under qemu) into base-<hash>.tar. Downloaded .debs are kept in cache/debs and fed
           back in, so a cold rebuild of the rootfs downloads nothing twice.
 2. app    Everything of edgebox, built on the host without emulation: the locked dependency set
-          (`uv export --frozen --no-dev`) installed for aarch64 from manylinux wheels with
+          (`uv export --frozen --no-default-groups`) installed for aarch64 from manylinux wheels with
           `uv pip install --python-platform aarch64-manylinux_2_36 --target` (wheels cached in
           cache/uv), edgebox's own wheel, byte-compiled for the read-only root (pyc is
           platform-independent; the host has the same Python 3.11), the models (ONNX/tflite files
@@ -259,7 +259,7 @@ def build_app(cache: Path, models: Path, progress: Progress) -> Path:
     uv = _uv()
     uv_env = {"UV_CACHE_DIR": str(cache / "uv"), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
 
-    progress.say(f"app: locked dependencies for {PLATFORM} (uv export --frozen --no-dev)")
+    progress.say(f"app: locked dependencies for {PLATFORM} (uv export --frozen --no-default-groups)")
     reqs = stage / "requirements.txt"
     progress.run(
         "app",
@@ -267,7 +267,7 @@ def build_app(cache: Path, models: Path, progress: Progress) -> Path:
             uv,
             "export",
             "--frozen",
-            "--no-dev",
+            "--no-default-groups",
             "--no-emit-project",
             "--format",
             "requirements-txt",
@@ -292,7 +292,6 @@ def build_app(cache: Path, models: Path, progress: Progress) -> Path:
         "--only-binary",
         ":all:",
         "--no-deps",
-        "--compile-bytecode",
         "--link-mode",
         "copy",
     ]

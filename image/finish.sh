@@ -41,5 +41,6 @@ mkdir -p var/lib/edgebox var/lib/bluetooth
 rm -f var/lib/dbus/machine-id && ln -s /etc/machine-id var/lib/dbus/machine-id
 rm -f data/systemd/random-seed data/systemd/credential.secret var/lib/systemd/random-seed
 rm -f etc/ssh/ssh_host_* root/.bash_history
+rm -f boot/*.dpkg-bak boot/firmware/*.dpkg-bak
 rm -rf var/lib/apt/lists/* var/cache/apt/*.bin var/log/journal/* tmp/* var/tmp/*
 find var/log -type f -delete

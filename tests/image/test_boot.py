@@ -26,7 +26,43 @@ pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(3600)]
 WORK = REPO / "var" / "image" / "boot-test"
 BOOT = REPO / "var" / "image" / "boot"
 PROBE = Path(__file__).with_name("probe.sh")
+BLE = Path(__file__).with_name("ble.sh")
 BOOT_TIMEOUT_S = int(os.environ.get("EDGEBOX_BOOT_TIMEOUT", "1500"))
+TOOLS = REPO / "var" / "image" / "cache" / "test-tools"
+MIRROR = "http://deb.debian.org/debian"
+
+
+def btvirt() -> Path:
+    """The arm64 `btvirt` (Debian bluez-test-tools; libc only), for the guest: test-only, never in the
+    image. Fetched once with apt-get through a private arm64 apt configuration, cached under var/."""
+    out = TOOLS / "btvirt"
+    if out.exists():
+        return out
+    apt = TOOLS / "apt"
+    for d in ("state/lists/partial", "cache/archives/partial", "etc", "deb"):
+        (apt / d).mkdir(parents=True, exist_ok=True)
+    (apt / "etc/sources.list").write_text(f"deb [arch=arm64] {MIRROR} bookworm main\n")
+    opts = [
+        f"-oDir::State={apt}/state",
+        f"-oDir::Cache={apt}/cache",
+        f"-oDir::Etc::SourceList={apt}/etc/sources.list",
+        "-oDir::Etc::SourceParts=/dev/null",
+        "-oDir::State::status=/dev/null",
+        "-oAPT::Architecture=arm64",
+        "-oAPT::Architectures::=arm64",
+    ]
+    subprocess.run(["apt-get", *opts, "-qq", "update"], check=True, timeout=600)
+    subprocess.run(
+        ["apt-get", *opts, "-qq", "download", "bluez-test-tools:arm64"],
+        cwd=apt / "deb",
+        check=True,
+        timeout=600,
+    )
+    deb = next((apt / "deb").glob("bluez-test-tools_*_arm64.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(apt / "x")], check=True)
+    shutil.copy2(apt / "x/usr/bin/btvirt", out)
+    shutil.rmtree(apt)
+    return out
 
 
 def _probe_disk(path: Path, extra: dict[str, Path]) -> None:
@@ -64,6 +100,8 @@ def boot(n: int, overlay: Path, extra: dict[str, Path] | None = None, smp: int =
     run = f"/bin/sh -c 'mount /dev/vdb /mnt && exec /bin/sh /mnt/probe.sh {n}'"
     cmdline = (
         "console=ttyAMA0 root=LABEL=RASPIROOT ro rootfstype=ext4 rootwait net.ifnames=0 "
+        # The journal goes to the serial log too: the only view into a guest that never finishes booting.
+        "systemd.journald.forward_to_console=1 "
         f'systemd.show_status=1 systemd.run="{run}" '
         "systemd.run_success_action=poweroff systemd.run_failure_action=poweroff"
     )
@@ -114,8 +152,12 @@ def boots(image: Path) -> tuple[dict[str, str], dict[str, str]]:
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.resolve()), str(overlay)],
         check=True,
     )
-    first = boot(1, overlay)
-    second = boot(2, overlay)
+    tools = {"ble.sh": BLE, "btvirt": btvirt()}
+    first = boot(1, overlay, tools)
+    keystore = WORK / "probe-out-1" / "phone-keystore.json"
+    if keystore.exists():  # boot 2 asks with the phone paired in boot 1
+        tools["phone-keystore.json"] = keystore
+    second = boot(2, overlay, tools)
     return first, second
 
 
@@ -173,3 +215,19 @@ def test_second_boot_keeps_identity_and_secrets(boots: tuple[dict[str, str], dic
         "identity_key_hash",
     ):
         assert first[key] == second[key], key
+
+
+def test_phone_pairs_and_asks_over_the_guest_kernel_bluetooth_stack(
+    boots: tuple[dict[str, str], dict[str, str]],
+) -> None:
+    """The moonshot: hci_vhci + btvirt in the aarch64 guest, the image's box service on hci0, the
+    reference phone on hci1; pair in boot 1, and the same phone is still paired and served in boot 2."""
+    first, second = boots
+    assert first.get("ble_adapters") == "yes", first
+    assert first["ble_box_restarted"] == "active"
+    assert first["ble_invite"] == "yes" and first["ble_pair_rc"] == "0", WORK / "probe-out-1/ble-1.err"
+    assert first["ble_ask_rc"] == "0" and int(first["ble_answer_bytes"]) > 0
+    phones = [p for p in first["ble_phones"].split(",") if p]
+    assert len(phones) == 1
+    assert second["ble_phones"] == first["ble_phones"], "the paired phone did not survive the reboot"
+    assert second["ble_ask_rc"] == "0" and int(second["ble_answer_bytes"]) > 0

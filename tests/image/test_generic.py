@@ -7,6 +7,7 @@ The first-boot notes record how running `systemd-creds` inside the build chroot 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,14 +55,30 @@ def test_stage_keys_follow_their_inputs() -> None:
     assert "systemd" in build.packages() and "raspi-firmware" in build.packages()
 
 
+# A PEM/OpenSSH private key block with content (library sources only name the markers).
+_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n(?:[A-Za-z0-9+/=:\- ]*\r?\n)*?[A-Za-z0-9+/=]{40,}"
+)
+
+
 def _secret_like(root: Path) -> list[str]:
     hits = []
     for p in root.rglob("*"):
-        if p.is_file() and not p.is_symlink() and p.stat().st_size < 4 << 20:
-            data = p.read_bytes()
-            if b"PRIVATE KEY-----" in data or b"OPENSSH PRIVATE KEY" in data:
-                hits.append(str(p.relative_to(root)))
+        small_file = p.is_file() and not p.is_symlink() and p.stat().st_size < 4 << 20
+        if small_file and _PRIVATE_KEY.search(p.read_bytes()):
+            hits.append(str(p.relative_to(root)))
     return hits
+
+
+def test_private_key_detector() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert _PRIVATE_KEY.search(b"prefix\n" + pem)
+    assert not _PRIVATE_KEY.search(b'_SK_START = b"-----BEGIN OPENSSH PRIVATE KEY-----"\n_SK_END = b"..."')
 
 
 @pytest.mark.image
@@ -122,9 +139,10 @@ def test_image_contents(image: Path, tmp_path: Path) -> None:
         "edgebox-box.service",
         "edgebox-firstboot.service",
         "edgebox-netpolicy.service",
-        "bluetooth.service",
     ):
         assert f"/{unit}/" in wants, unit
+    bt = imagefs.debugfs(image, root, "ls -p /etc/systemd/system/bluetooth.target.wants")
+    assert "/bluetooth.service/" in bt
     assert "/edgebox-admin.socket/" in imagefs.debugfs(
         image, root, "ls -p /etc/systemd/system/sockets.target.wants"
     )
