@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from edgebox.box.identity import BoxIdentity
@@ -73,6 +73,33 @@ class BoxServer:
         self.handshake_timeout = handshake_timeout
         self.stats = ServerStats()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Live established sessions by phone id (drop_phone, deliveries to a connected phone).
+        self._live: dict[str, set[_LinkSession]] = {}
+        # Called with (phone id, session) once a session is established (queued answers go out then).
+        self.on_established: Callable[[str, _LinkSession], Awaitable[None]] | None = None
+
+    def live_phones(self) -> list[str]:
+        return sorted(pid for pid, sessions in self._live.items() if sessions)
+
+    def inflight(self) -> int:
+        """Prompts being answered right now, over all links."""
+        return sum(len(s._requests) for sessions in self._live.values() for s in sessions)
+
+    async def drop_phone(self, phone_id: str) -> int:
+        """End every live session of `phone_id` at once (after a revoke); returns how many."""
+        sessions = list(self._live.get(phone_id, ()))
+        for session in sessions:
+            await session.abort(ErrorCode.phone_revoked)
+        if sessions:
+            log.info("phone_dropped", phone=phone_id, sessions=len(sessions))
+        return len(sessions)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until no prompt is being answered; the caller stops serving next."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.inflight() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def serve(self, listener: LinkListener) -> None:
         """Accept links until cancelled; each link runs in its own task."""
@@ -102,6 +129,8 @@ class BoxServer:
         except LinkClosed:
             log.info("link_closed", peer=link.peer, phone=session.phone)
         finally:
+            if session.phone is not None:
+                self._live.get(session.phone, set()).discard(session)
             await self._count_pairing_failure(session)
             await session.stop()
             await channel.close()
@@ -173,6 +202,7 @@ class _LinkSession:
         self.pairing_pending: bytes | None = None  # secret id of a pairing not yet completed
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
+        self._hook: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         await self.channel.open()
@@ -238,7 +268,32 @@ class _LinkSession:
                 raise SessionError(code, f"phone refused ({status.value})")
         self.conn.accept(time.monotonic())
         self.server.stats.sessions += 1
+        self.server._live.setdefault(self.phone, set()).add(self)
         log.info("session_established", phone=self.phone, session=self.conn.session_id.hex(), pairing=pairing)
+        if self.server.on_established is not None:
+            self._hook = asyncio.create_task(self._after_established())
+
+    async def _after_established(self) -> None:
+        await self._flush()  # the handshake's last message goes out before anything else
+        assert self.server.on_established is not None and self.phone is not None
+        try:
+            await self.server.on_established(self.phone, self)
+        except (SessionError, LinkClosed):
+            return
+        except Exception as exc:
+            log.error("on_established_failed", phone=self.phone, error=type(exc).__name__)
+
+    async def abort(self, code: ErrorCode) -> None:
+        """End the session now (authenticated CLOSE once established), then drop the link."""
+        with contextlib.suppress(Exception):
+            async with self._send_lock:
+                if self.conn.established:
+                    self.conn.close(time.monotonic())
+                else:
+                    self.conn.refuse(code)
+                for data in self.conn.data_to_send():
+                    await self.channel.send(data)
+        await self.channel.close()
 
     async def _flush(self) -> None:
         async with self._send_lock:
@@ -336,6 +391,9 @@ class _LinkSession:
         log.info("prompt_finished", phone=self.phone, request=prompt.id, chunks=seq)
 
     async def stop(self) -> None:
+        if self._hook is not None:
+            self._hook.cancel()
+            await asyncio.gather(self._hook, return_exceptions=True)
         for task in list(self._requests.values()):
             task.cancel()
         await asyncio.gather(*self._requests.values(), return_exceptions=True)

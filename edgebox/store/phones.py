@@ -136,3 +136,10 @@ class PhoneRepository:
                 (phone_id,),
             ).fetchone()
         return _row_to_phone(row)
+
+    def rename(self, phone_id: str, name: str) -> bool:
+        """Give a phone a display name (the admin page); False when there is no such phone."""
+        validation.text(name, "phone name", max_len=64)
+        with self._db.transaction() as tx:
+            cur = tx.execute("UPDATE phones SET name = ? WHERE phone_id = ?", (name, phone_id))
+        return bool(cur.rowcount == 1)
