@@ -40,6 +40,7 @@ BENCHES = {
     "gateway": "edgebox.gateway.bench",
     "store": "edgebox.store.bench",
     "models": "edgebox.models.bench",
+    "box": "edgebox.box.bench",
 }
 
 

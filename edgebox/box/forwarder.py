@@ -16,7 +16,8 @@ outcome (contract 6), so delivery is at-least-once from the box and exactly-once
   timeout; then one probe (*half-open*) decides. Any success closes it.
 - Delivery: when a phone's session is established (`on_phone_connected`) or when an answer arrives
   while it is connected, waiting answers go out as `chunk`s + `done` with the original request id,
-  and are marked delivered (their text is then cleared from the store).
+  and are marked delivered (kept until the outbox retention purges them: a phone asking again
+  with the same request id gets the stored answer).
 A `kill -9` at any point loses nothing: an entry is either pending, or inflight with a lease (returned
 to pending by `recover()` at the next start), or done with its answer stored.
 """

@@ -284,11 +284,18 @@ class BoxPipeline:
         empty = await fwd.queue_is_empty()
         entry = await fwd.enqueue(req.phone, prompt)
         req.mark("queued")
-        if entry.state == "done":  # the same request again (a retry after a reconnect)
-            await fwd.deliver_waiting(req.phone)
-            req.decision = "duplicate"
-            yield app.Done(id=prompt.id, finish_reason="queued", trace=req.trace.format())
-            return
+        if entry.state == "done":  # the same request again (a retry after a lost link): its answer
+            stored = await self.worker.call(self.worker.store.outbox.answer_for, entry.entry_id)
+            if stored is not None:
+                req.decision = "duplicate"
+                final = app.decode(stored.done_json.encode())
+                if isinstance(final, app.Error):
+                    raise _error(final.code, final.message)
+                for piece in _pieces(stored.answer):
+                    yield piece
+                await self.worker.call(self.worker.store.outbox.mark_delivered, entry.entry_id)
+                yield final if isinstance(final, app.Done) else app.Done(id=prompt.id)
+                return
         claimed = None
         if empty and self._uplink_allowed():
             claimed = await self.worker.call(

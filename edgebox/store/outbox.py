@@ -264,7 +264,7 @@ class OutboxRepository:
                     entry_id,
                     phone_id,
                     request_id,
-                    "" if delivered else answer,
+                    answer,
                     done_json,
                     now,
                     now if delivered else None,
@@ -281,12 +281,23 @@ class OutboxRepository:
         )
         return [WaitingAnswer(int(r[0]), r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
 
+    def answer_for(self, entry_id: int) -> WaitingAnswer | None:
+        """The stored answer of an entry (delivered or not): a phone asking again gets it again."""
+        row = self._db.query_one(
+            "SELECT entry_id, phone_id, request_id, answer, done_json, created_at FROM outbox_answers "
+            "WHERE entry_id = ?",
+            (entry_id,),
+        )
+        return (
+            None if row is None else WaitingAnswer(int(row[0]), row[1], row[2], row[3], row[4], float(row[5]))
+        )
+
     def mark_delivered(self, entry_id: int) -> None:
-        """The phone has the answer: forget its text (the row stays as a receipt until purge)."""
+        """The phone has the answer (it is kept, encrypted, until the outbox retention purges it, so
+        a phone that asks again after a lost link gets it again)."""
         with self._db.transaction() as tx:
             tx.execute(
-                "UPDATE outbox_answers SET delivered_at = ?, answer = '' WHERE entry_id = ? "
-                "AND delivered_at IS NULL",
+                "UPDATE outbox_answers SET delivered_at = ? WHERE entry_id = ? AND delivered_at IS NULL",
                 (self._clock(), entry_id),
             )
 

@@ -196,13 +196,16 @@ async def test_documents_wan_down_queue_and_delivery(
         late = await asyncio.wait_for(phone.deliveries.get(), 10)
         assert late.request_id == "poem-1" and late.text == "Hello!"
         assert late.done is not None and late.done.source == "gateway"
-        # Delivered once: a further connection gets nothing more, and the stored text is cleared.
+        # Delivered once: a further connection gets nothing more.
         await phone.close()
         phone = await box.connect(ks)
         await phone.ping()
         assert phone.deliveries.empty()
         waiting = await box.daemon.worker.call(box.daemon.store.outbox.waiting_answers, _pid(ks))
         assert waiting == []
+        # The same request id again (a phone that lost the link): the stored answer, not a second call.
+        again = await phone.ask("Write a short poem about autumn.", request_id="poem-1", can_wait=True)
+        assert again.text == "Hello!" and len(upstream.requests) == 1
         rows = [r.decision for r in await box.daemon.control.prompt_log(20)]
         assert {"local", "local_offline", "queued", "unavailable", "delivered_later"} <= set(rows)
         await phone.close()
