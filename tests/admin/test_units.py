@@ -215,26 +215,26 @@ def test_validate_reports_every_bad_field() -> None:
     fields = settings.DEFAULT_FIELDS
     good = {f.name: "1" for f in fields} | {
         "gateway.url": "https://gw.example:8443",
-        "cache.similarity_threshold": "0.9",
+        "cache.threshold": "0.9",
+        "pipeline.quota_window_s": "3600",
+        "pipeline.log_text": "on",
     }
     values = settings.validate(fields, good)
-    assert (
-        values["quota.requests_per_phone_per_hour"] == 1
-        and values["gateway.url"] == "https://gw.example:8443"
-    )
+    assert values["pipeline.quota_tokens"] == 1 and values["gateway.url"] == "https://gw.example:8443"
+    assert values["pipeline.log_text"] is True
     bad = good | {
         "gateway.url": "https://user:pw@gw.example",
-        "quota.tokens_per_phone_per_day": "1e3",
-        "retention.prompt_log_days": "nan",
-        "pipeline.injection_threshold": "-0.1",
+        "pipeline.quota_tokens": "1e3",
+        "pipeline.log_retention_days": "nan",
+        "pipeline.injection_block_threshold": "-0.1",
     }
     with pytest.raises(SettingsInvalid) as e:
         settings.validate(fields, bad)
     assert set(e.value.problems) == {
         "gateway.url",
-        "quota.tokens_per_phone_per_day",
-        "retention.prompt_log_days",
-        "pipeline.injection_threshold",
+        "pipeline.quota_tokens",
+        "pipeline.log_retention_days",
+        "pipeline.injection_block_threshold",
     }
     assert "pw" not in str(e.value)
 
