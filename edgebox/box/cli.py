@@ -9,6 +9,7 @@ edgebox box enroll --gateway URL --ca FILE --token TOKEN
                                                    get the box's first gateway certificate
 edgebox box status | invite | phones | rename ID NAME | revoke ID | log
 edgebox box docs add FILE... | docs list | docs remove ID|SOURCE
+edgebox box admin ...                              the admin web page (see edgebox/admin/cli.py)
 
 Operator commands talk to the running daemon over its control socket (`[box] control_socket`,
 peer-credential checked): on a real box only the daemon holds the store key (a sealed credential).
@@ -108,6 +109,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--key", type=Path, help="its private key (PEM, 0600); default: the box identity key")
     up.add_argument("--model", default=None, help="model name sent to the gateway")
     run.set_defaults(func=_run_serve)
+    from edgebox.admin.cli import register as register_admin  # `edgebox box admin ...` (issue 13)
+
+    register_admin(bsub)
 
 
 # -- configuration --------------------------------------------------------------------------

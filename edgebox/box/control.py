@@ -134,8 +134,12 @@ class BoxControl:
         d = self._d
         if not name.strip() or len(name) > 64:
             raise ConfigError("a phone name must be 1-64 characters")
-        if not await d.worker.call(d.store.phones.rename, phone_id, name.strip()):
-            raise UnknownPhoneError(f"no enrolled phone {phone_id}")
+        from edgebox.store.errors import NotFoundError
+
+        try:
+            await d.worker.call(d.store.phones.rename, phone_id, name.strip())
+        except NotFoundError:
+            raise UnknownPhoneError(f"no enrolled phone {phone_id}") from None
 
     async def revoke_phone(self, phone_id: str) -> int:
         """Revoke and drop its live sessions; returns how many live sessions were dropped."""

@@ -274,7 +274,7 @@ class Forwarder:
                 self.worker.store.outbox.waiting_answers, phone_id
             )
             for answer in waiting:
-                sessions = list(server._live.get(phone_id, ()))
+                sessions = server.sessions_for(phone_id)
                 if not sessions:
                     break
                 session = sessions[0]

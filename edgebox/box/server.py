@@ -19,6 +19,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from edgebox.box.identity import BoxIdentity
 from edgebox.box.registry import PairingOutcome, PhoneRegistry, PhoneStatus
@@ -73,29 +74,24 @@ class BoxServer:
         self.handshake_timeout = handshake_timeout
         self.stats = ServerStats()
         self._tasks: set[asyncio.Task[None]] = set()
-        # Live established sessions by phone id (drop_phone, deliveries to a connected phone).
-        self._live: dict[str, set[_LinkSession]] = {}
-        # Called with (phone id, session) once a session is established (queued answers go out then).
+        self._live: dict[_LinkSession, asyncio.Task[Any]] = {}  # every running link, by its session
+        # Called with (phone id, session) once a session is established (the box daemon delivers
+        # queued answers then; hook added by the box issue, 11).
         self.on_established: Callable[[str, _LinkSession], Awaitable[None]] | None = None
 
     def live_phones(self) -> list[str]:
-        return sorted(pid for pid, sessions in self._live.items() if sessions)
+        return sorted(self.connected_phones())
+
+    def sessions_for(self, phone_id: str) -> list[_LinkSession]:
+        """The phone's established sessions (deliveries of queued answers go over the first)."""
+        return [s for s in self._live if s.phone == phone_id and s.conn.established]
 
     def inflight(self) -> int:
         """Prompts being answered right now, over all links."""
-        return sum(len(s._requests) for sessions in self._live.values() for s in sessions)
-
-    async def drop_phone(self, phone_id: str) -> int:
-        """End every live session of `phone_id` at once (after a revoke); returns how many."""
-        sessions = list(self._live.get(phone_id, ()))
-        for session in sessions:
-            await session.abort(ErrorCode.phone_revoked)
-        if sessions:
-            log.info("phone_dropped", phone=phone_id, sessions=len(sessions))
-        return len(sessions)
+        return sum(len(s._requests) for s in self._live)
 
     async def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout` s) until no prompt is being answered; the caller stops serving next."""
+        """Wait (at most `timeout` s) until no prompt is being answered (graceful stop)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.inflight() and loop.time() < deadline:
@@ -118,6 +114,9 @@ class BoxServer:
         self.stats.links += 1
         channel = FramedChannel(link, Role.box, window=self.window)
         session = _LinkSession(self, channel)
+        task = asyncio.current_task()
+        if task is not None:
+            self._live[session] = task
         try:
             await session.run()
         except (SessionError, TimeoutError) as exc:
@@ -129,11 +128,30 @@ class BoxServer:
         except LinkClosed:
             log.info("link_closed", peer=link.peer, phone=session.phone)
         finally:
-            if session.phone is not None:
-                self._live.get(session.phone, set()).discard(session)
+            self._live.pop(session, None)
             await self._count_pairing_failure(session)
             await session.stop()
             await channel.close()
+
+    def connected_phones(self) -> dict[str, int]:
+        """Phone id -> number of established sessions right now."""
+        counts: dict[str, int] = {}
+        for session in self._live:
+            if session.phone is not None and session.conn.established:
+                counts[session.phone] = counts.get(session.phone, 0) + 1
+        return counts
+
+    async def drop_phone(self, phone_id: str) -> int:
+        """End every live link of a phone at once (after a revoke): an authenticated CLOSE where a
+        session is established, then the link task is cancelled. Returns how many links were dropped."""
+        victims = [(s, t) for s, t in list(self._live.items()) if s.phone == phone_id]
+        for session, task in victims:
+            await session.close_quietly()
+            task.cancel()
+        await asyncio.gather(*(t for _, t in victims), return_exceptions=True)
+        if victims:
+            log.info("phone_dropped", phone=phone_id, links=len(victims))
+        return len(victims)
 
     async def _count_pairing_failure(self, session: _LinkSession) -> None:
         """A pairing that got the secret's psk but did not complete counts as one failed attempt."""
@@ -268,7 +286,6 @@ class _LinkSession:
                 raise SessionError(code, f"phone refused ({status.value})")
         self.conn.accept(time.monotonic())
         self.server.stats.sessions += 1
-        self.server._live.setdefault(self.phone, set()).add(self)
         log.info("session_established", phone=self.phone, session=self.conn.session_id.hex(), pairing=pairing)
         if self.server.on_established is not None:
             self._hook = asyncio.create_task(self._after_established())
@@ -283,22 +300,18 @@ class _LinkSession:
         except Exception as exc:
             log.error("on_established_failed", phone=self.phone, error=type(exc).__name__)
 
-    async def abort(self, code: ErrorCode) -> None:
-        """End the session now (authenticated CLOSE once established), then drop the link."""
-        with contextlib.suppress(Exception):
-            async with self._send_lock:
-                if self.conn.established:
-                    self.conn.close(time.monotonic())
-                else:
-                    self.conn.refuse(code)
-                for data in self.conn.data_to_send():
-                    await self.channel.send(data)
-        await self.channel.close()
-
     async def _flush(self) -> None:
         async with self._send_lock:
             for message in self.conn.data_to_send():
                 await self.channel.send(message)
+
+    async def close_quietly(self) -> None:
+        """Queue and send an authenticated CLOSE (when established); errors are ignored."""
+        with contextlib.suppress(SessionError, LinkClosed):
+            async with self._send_lock:
+                self.conn.close(time.monotonic())
+                for data in self.conn.data_to_send():
+                    await self.channel.send(data)
 
     async def flush_quietly(self) -> None:
         with contextlib.suppress(SessionError, LinkClosed):
