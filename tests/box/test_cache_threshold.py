@@ -27,9 +27,8 @@ def test_default_threshold_separates_rephrasings_from_other_questions(text_model
     other = _similarities(text_models, data["different_question"])
     print("\nthreshold  rephrasings reused  different questions reused")
     for t in (0.85, 0.88, 0.90, 0.92, 0.94, 0.96):
-        print(
-            f"{t:.2f}       {sum(s >= t for s in same):2}/{len(same)}               {sum(s >= t for s in other):2}/{len(other)}"
-        )
+        hits, wrong = sum(s >= t for s in same), sum(s >= t for s in other)
+        print(f"{t:.2f}       {hits:2}/{len(same)}               {wrong:2}/{len(other)}")
     threshold = CacheSection().threshold
     wrong = [p for p, s in zip(data["different_question"], other, strict=True) if s >= threshold]
     assert wrong == [], f"different questions would share a cached answer: {wrong}"
