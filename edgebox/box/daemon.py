@@ -80,6 +80,11 @@ class BoxDaemon:
         self.renewal: Any = None
         self.control_server: Any = None
         self.admin: Any = None
+        from edgebox.telemetry import Telemetry, TelemetryConfig
+
+        self.telemetry = Telemetry.create(
+            TelemetryConfig(service_name="edgebox-box", otlp_endpoint=cfg.telemetry.otlp_endpoint or None)
+        )
 
     # -- parts the facade reads ----------------------------------------------------------------
     @property
@@ -260,4 +265,6 @@ class BoxDaemon:
         elif hasattr(self, "state"):
             self.state.close()
         self.notifier.close()
+        with contextlib.suppress(Exception):
+            self.telemetry.shutdown()
         log.info("box_stopped")

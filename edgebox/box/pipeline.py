@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from edgebox import telemetry
 from edgebox.box.config import BoxConfig
 from edgebox.box.forwarder import BreakerState, Forwarder, Outcome
 from edgebox.box.library import DocumentLibrary, local_answer
@@ -89,6 +90,7 @@ class BoxPipeline:
         uplink: Any,
         forwarder: Forwarder | None,
         clock: Any = time.monotonic,
+        telemetry: telemetry.Telemetry | None = None,
     ) -> None:
         self.cfg = cfg
         self.worker = worker
@@ -97,6 +99,7 @@ class BoxPipeline:
         self.uplink = uplink
         self.forwarder = forwarder
         self.clock = clock
+        self.telemetry = telemetry
         p = cfg.pipeline
         self.policy = InjectionPolicy(p.injection_flag_threshold, p.injection_block_threshold)
         self.quota = MemoryQuota(clock=clock)
@@ -109,14 +112,32 @@ class BoxPipeline:
 
     # -- the chain -----------------------------------------------------------------------------
     async def respond(self, prompt: app.Prompt, ctx: RequestContext) -> AsyncIterator[str | app.Done]:
-        parent = tracing.parse(prompt.trace) or tracing.new()
-        span = parent.child()
+        if self.telemetry is None:
+            parent = tracing.parse(prompt.trace) or tracing.new()
+            async for item in self._traced(prompt, ctx, parent.child(), None):
+                yield item
+            return
+        with self.telemetry.span(
+            "box.prompt",
+            parent=telemetry.context_from_traceparent(prompt.trace),
+            kind=telemetry.SpanKind.SERVER,
+            attributes={"edgebox.phone": ctx.phone_id, "edgebox.request": prompt.id},
+        ) as span:
+            mine = tracing.parse(telemetry.traceparent(span)) or tracing.new()
+            async for item in self._traced(prompt, ctx, mine, span):
+                yield item
+
+    async def _traced(
+        self, prompt: app.Prompt, ctx: RequestContext, span: tracing.TraceParent, otel: Any
+    ) -> AsyncIterator[str | app.Done]:
         req = _Request(prompt, ctx.phone_id, span, f"{span.trace_id}-{span.parent_id}")
         try:
             async for item in self._chain(req):
                 yield item
         finally:
             req.mark("total")
+            if otel is not None:
+                otel.set_attribute("edgebox.decision", req.decision)
             await self._log(req)
 
     async def _chain(self, req: _Request) -> AsyncIterator[str | app.Done]:
@@ -489,7 +510,13 @@ async def build_pipeline(daemon: BoxDaemon, *, models: TextModels | None = None)
         forwarder = Forwarder(cfg.outbox, daemon.worker, uplink, box_id=daemon.identity.box_id_hex)
         tasks.append(asyncio.create_task(forwarder.run(), name="outbox"))
     pipeline = BoxPipeline(
-        cfg, daemon.worker, models=models, library=library, uplink=uplink, forwarder=forwarder
+        cfg,
+        daemon.worker,
+        models=models,
+        library=library,
+        uplink=uplink,
+        forwarder=forwarder,
+        telemetry=daemon.telemetry,
     )
     return PipelineParts(pipeline, library, uplink, forwarder, renewal, tasks)
 
