@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -158,7 +159,19 @@ async def _stream(session: client.PhoneSession, question: str, **kw: Any) -> tup
 
 async def demo(show_qr: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="edgebox-demo-") as tmp:
-        await _demo(Path(tmp), show_qr)
+        # onnxruntime (1.32, its bundled 1DS telemetry) writes a `.ses` file into $TMPDIR when it is
+        # loaded: point it into the demo's own directory so that nothing stays behind.
+        scratch = Path(tmp) / "tmp"
+        scratch.mkdir()
+        old = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = str(scratch)
+        try:
+            await _demo(Path(tmp), show_qr)
+        finally:
+            if old is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = old
     print("demo OK", flush=True)
 
 
@@ -301,9 +314,7 @@ async def _demo(work: Path, show_qr: bool) -> None:
         )
         session = await client.connect(listener.connect(), phone, phone.box(ident.box_id_hex))
         late = await asyncio.wait_for(session.deliveries.get(), 30)
-        _say(
-            "box -> phone", f"on reconnect, the queued answer for {late.request_id!r} arrived: {late.text!r}"
-        )
+        _say("box -> phone", f"on reconnect, the queued answer for {late.request_id!r} arrived: {late.text}")
 
         # -- revoke --------------------------------------------------------------------------------
         dropped = await ctl.revoke_phone(pid)

@@ -94,7 +94,7 @@ class CacheSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     enabled: bool = True
     # Cosine similarity of MiniLM embeddings at or above which a cached answer is reused.
     # Chosen on paraphrase data (docs/box.md, "Choosing the cache threshold").
-    threshold: Annotated[float, msgspec.Meta(ge=0.5, le=1.0)] = 0.92
+    threshold: Annotated[float, msgspec.Meta(ge=0.5, le=1.0)] = 0.95
     ttl_s: Positive = 86_400.0
 
 

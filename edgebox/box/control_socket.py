@@ -86,11 +86,11 @@ class ControlServer:
         sock = writer.get_extra_info("socket")
         try:
             uid = peer_uid(sock)
+            line = await asyncio.wait_for(reader.readline(), 30)  # before refusing: no reset on the peer
             if uid not in self.allowed:
                 log.warning("control_refused", uid=uid)
                 await _send(writer, {"error": {"code": "control_forbidden", "message": "not allowed"}})
                 return
-            line = await reader.readline()
             if not line:
                 return
             try:
@@ -114,7 +114,7 @@ class ControlServer:
             except Exception as exc:
                 log.error("control_failed", op=op[:32], error=type(exc).__name__)
                 await _send(writer, {"error": {"code": "internal", "message": "internal error"}})
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
             return
         finally:
             writer.close()
@@ -207,10 +207,16 @@ async def call(
             f"no permission to use {path} (run as root or the edgebox user)"
         ) from None
     try:
-        writer.write(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
-        await writer.drain()
+        try:
+            writer.write(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass  # the daemon refused before reading (e.g. control_forbidden): its answer is still there
         while True:
-            line = await reader.readline()
+            try:
+                line = await reader.readline()
+            except ConnectionError:
+                line = b""
             if not line:
                 raise ControlError("the box closed the control connection")
             doc = json.loads(line)

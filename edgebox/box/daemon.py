@@ -256,7 +256,7 @@ class BoxDaemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # 3. the parts, then the store
         for part in (self.forwarder, self.renewal, self.uplink, self.pipeline):
-            close = getattr(part, "aclose", None)
+            close = getattr(part, "aclose", None) or getattr(part, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()

@@ -41,6 +41,7 @@ from edgebox.box.responder import RequestContext
 from edgebox.log import get_logger
 from edgebox.session import messages as app
 from edgebox.store.aio import StoreWorker
+from edgebox.store.errors import OutboxConflictError
 from edgebox.store.outbox import BackoffPolicy, OutboxEntry, WaitingAnswer
 
 log = get_logger("edgebox.box.outbox")
@@ -151,13 +152,25 @@ class Forwarder:
     async def enqueue(self, phone_id: str, prompt: app.Prompt) -> OutboxEntry:
         key = idempotency_key(self.box_id, phone_id, prompt.id)
         payload = msgspec.json.encode(QueuedRequest(phone_id, prompt.id, prompt))
-        return await self.worker.call(
-            self.worker.store.outbox.enqueue,
-            key,
-            payload,
-            ttl_s=self.cfg.ttl_s,
-            max_attempts=self.cfg.max_attempts,
-        )
+        outbox = self.worker.store.outbox
+        try:
+            return await self.worker.call(
+                outbox.enqueue, key, payload, ttl_s=self.cfg.ttl_s, max_attempts=self.cfg.max_attempts
+            )
+        except OutboxConflictError:
+            # The same request id again with a new trace (a phone retrying after a lost link) is the
+            # same request; another question under a used id is refused.
+            existing = await self.worker.call(outbox.get_by_key, key)
+            if existing is not None:
+                try:
+                    old = _payload_decoder.decode(existing.payload).prompt
+                except msgspec.DecodeError:
+                    old = None
+                if old is not None and old.messages == prompt.messages and old.options == prompt.options:
+                    return existing
+            raise app.MessageError(
+                app.ErrorKind.duplicate_id, "this request id was already used for another request", prompt.id
+            ) from None
 
     async def queue_is_empty(self) -> bool:
         return await self.worker.call(self.worker.store.outbox.unfinished) == 0
@@ -183,7 +196,14 @@ class Forwarder:
                 entry = await self.worker.call(self.worker.store.outbox.claim_head, lease_s=self.cfg.lease_s)
                 if entry is not None:
                     sent = True
-                    await self._send(entry)
+                    try:
+                        await self._send(entry)
+                    except (asyncio.CancelledError, KeyboardInterrupt):
+                        raise
+                    except Exception as exc:  # never let one entry stop the queue
+                        log.error("outbox_send_failed", entry=entry.entry_id, error=type(exc).__name__)
+                        await self.release(entry, "internal")
+                        await asyncio.sleep(self.cfg.poll_s)
                 else:
                     # Nothing due: a half-open probe slot we took is handed back.
                     self.breaker._probing = False

@@ -30,6 +30,7 @@ EMBED_BATCH = 16
 LOCAL_PREFIX = "[local answer from the branch documents; the AI service was not asked]"
 _PARA = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_HEADING = re.compile(r"(^|\s)#{1,6}\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -190,7 +191,8 @@ def local_answer(passages: Sequence[Passage], *, offline: bool) -> str:
     why = " (the AI service is not reachable right now)" if offline else ""
     lines = [LOCAL_PREFIX[:-1] + why + "]", ""]
     for p in passages:
-        lines.append(f"[{p.number}] {p.text}")
+        text = _HEADING.sub(r"\1", p.text).strip()
+        lines.append(f"[{p.number}] {text}")
     lines.append("")
     lines.append("Sources:")
     for p in passages:

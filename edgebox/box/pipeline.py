@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,22 +114,32 @@ class BoxPipeline:
     async def respond(self, prompt: app.Prompt, ctx: RequestContext) -> AsyncIterator[str | app.Done]:
         if self.telemetry is None:
             parent = tracing.parse(prompt.trace) or tracing.new()
-            async for item in self._traced(prompt, ctx, parent.child(), None):
-                yield item
+            plain = self._traced(prompt, ctx, parent.child(), None)
+            try:
+                async for item in plain:
+                    yield item
+            finally:
+                await plain.aclose()  # the prompt log row is written before the caller moves on
             return
-        with self.telemetry.span(
+        # A span started, not made current: an async generator may be finished from another context.
+        span = self.telemetry.tracer.start_span(
             "box.prompt",
-            parent=telemetry.context_from_traceparent(prompt.trace),
+            context=telemetry.context_from_traceparent(prompt.trace),
             kind=telemetry.SpanKind.SERVER,
             attributes={"edgebox.phone": ctx.phone_id, "edgebox.request": prompt.id},
-        ) as span:
-            mine = tracing.parse(telemetry.traceparent(span)) or tracing.new()
-            async for item in self._traced(prompt, ctx, mine, span):
+        )
+        mine = tracing.parse(telemetry.traceparent(span)) or tracing.new()
+        traced = self._traced(prompt, ctx, mine, span)
+        try:
+            async for item in traced:
                 yield item
+        finally:
+            await traced.aclose()
+            span.end()
 
     async def _traced(
         self, prompt: app.Prompt, ctx: RequestContext, span: tracing.TraceParent, otel: Any
-    ) -> AsyncIterator[str | app.Done]:
+    ) -> AsyncGenerator[str | app.Done, None]:
         req = _Request(prompt, ctx.phone_id, span, f"{span.trace_id}-{span.parent_id}")
         try:
             async for item in self._chain(req):
@@ -168,7 +178,7 @@ class BoxPipeline:
         req.mark("classified")
         score = max(scores) if scores else 0.0
         decision = self.policy.decide(score)
-        req.timings["injection_score"] = round(score, 4)
+        req.timings["injection_score"] = round(max(score, 0.0), 4)
         if decision is Decision.block:
             req.decision = "blocked"
             self._strike(phone)
@@ -211,7 +221,7 @@ class BoxPipeline:
             req.mark("cache_lookup")
             if hit is not None:
                 req.decision = "cached"
-                req.timings["cache_similarity"] = round(hit.similarity, 4)
+                req.timings["cache_similarity"] = round(max(hit.similarity, 0.0), 4)
                 req.answer = hit.entry.answer
                 for piece in _pieces(hit.entry.answer):
                     yield piece
@@ -225,7 +235,7 @@ class BoxPipeline:
         best = passages[0].score if passages else 0.0
         docs = self.cfg.documents
         if passages:
-            req.timings["document_score"] = round(best, 4)
+            req.timings["document_score"] = round(max(best, 0.0), 4)
         wan_down = self.uplink is None or not self._uplink_allowed()
         if best >= docs.answer_threshold or (wan_down and best >= docs.offline_threshold):
             async for item in self._local(req, passages, offline=wan_down and best < docs.answer_threshold):
@@ -317,6 +327,9 @@ class BoxPipeline:
                 await self.worker.call(self.worker.store.outbox.mark_delivered, entry.entry_id)
                 yield final if isinstance(final, app.Done) else app.Done(id=prompt.id)
                 return
+        if entry.state in ("dead", "expired"):
+            req.decision = f"outbox_{entry.state}"
+            raise _error(app.ErrorKind.upstream_unavailable, "this request could not be delivered in time")
         claimed = None
         if empty and self._uplink_allowed():
             claimed = await self.worker.call(
@@ -397,6 +410,7 @@ class BoxPipeline:
         req.decision = f"gateway_{code}"[:64]
         now = self.clock()
         if exc.kind is app.ErrorKind.upstream_unavailable:
+            req.decision = "unavailable"
             if self.forwarder is not None:
                 self.forwarder.breaker.failure(self.forwarder.clock())
             return

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,23 +70,31 @@ def _phone_id(ks: object) -> str:
 
 
 async def test_control_socket_refuses_other_users(tmp_path: Path, text_models: TextModels) -> None:
-    cfg = box_config(tmp_path)
-    async with running_box(tmp_path, cfg, text_models):
-        os.chmod(cfg.control_socket_path, 0o666)  # let the other user reach the peer-credential check
-        os.chmod(cfg.state_dir, 0o755)
-        script = (
-            "import asyncio, os, sys; os.setgid(65534); os.setuid(65534); "
-            "from edgebox.box.control_socket import call, ControlError\n"
-            "try:\n  asyncio.run(call(__import__('pathlib').Path(sys.argv[1]), 'phones'))\n"
-            "except ControlError as e:\n  print(e.code)\n"
-        )
-        if os.geteuid() != 0:
-            pytest.skip("needs root to switch to another uid")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, str(cfg.control_socket_path), stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await proc.communicate()
-        assert out.decode().strip() == "control_forbidden"
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another uid")
+    public = Path(tempfile.mkdtemp(prefix="edgebox-ctl-"))  # a directory another user can traverse
+    try:
+        public.chmod(0o711)
+        cfg = box_config(tmp_path, box={"control_socket": str(public / "control.sock")})
+        async with running_box(tmp_path, cfg, text_models):
+            os.chmod(cfg.control_socket_path, 0o666)  # let the other user reach the peer-credential check
+            # The child imports first, then becomes `nobody`, then connects: SO_PEERCRED sees uid 65534.
+            script = (
+                "import asyncio, os, sys, pathlib\n"
+                "from edgebox.box.control_socket import call, ControlError\n"
+                "os.setgid(65534); os.setuid(65534)\n"
+                "try:\n    asyncio.run(call(pathlib.Path(sys.argv[1]), 'phones'))\n"
+                "except ControlError as e:\n    print(e.code)\n"
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", script, str(cfg.control_socket_path), stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+            assert out.decode().strip() == "control_forbidden"
+            # root (and the daemon's own uid) are served
+            assert await call(cfg.control_socket_path, "phones") == []
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def test_sigterm_is_graceful_under_the_real_cli(tmp_path: Path, text_models: TextModels) -> None:

@@ -89,6 +89,16 @@ async def _connect(sock: Path, ks: PhoneKeystore, box_id: str) -> PhoneSession:
     return await client.connect(await unix.connect(sock), ks, ks.box(box_id))
 
 
+def _gateway_honours_idempotency_keys() -> bool:
+    from edgebox.gateway.config import GatewayConfig
+
+    return "idempotency_ttl_s" in GatewayConfig.__struct_fields__
+
+
+@pytest.mark.skipif(
+    not _gateway_honours_idempotency_keys(),
+    reason="the gateway on this branch does not honour Idempotency-Key yet (contract 6, issue 12)",
+)
 async def test_kill9_loses_and_duplicates_nothing(
     tmp_path: Path, pki: DeviceCA, recording: RecordingUpstream, make_gateway: GatewayFactory
 ) -> None:

@@ -118,18 +118,20 @@ async def test_per_phone_token_quota(
     cfg = box_config(
         tmp_path,
         gateway=gateway_section(pki, gw.port),
-        pipeline={"quota_tokens": 700, "suspend_after_strikes": 10, "throttle_after_strikes": 10},
+        pipeline={"quota_tokens": 100, "suspend_after_strikes": 10, "throttle_after_strikes": 10},
         cache={"enabled": False},
     )
     async with running_box(tmp_path, cfg, text_models) as box:
         a, _ = await box.pair("a")
         b, _ = await box.pair("b")
-        await a.ask("first question", max_tokens=300)  # reserves ~320, reconciled to 15
-        await a.ask("second question", max_tokens=600)
+        # Each reserves ~65 tokens (characters + framing + the completion cap) and is reconciled to
+        # the 15 the upstream reports: 0 -> 15 -> 30 -> 45; the fourth (45 + 65 > 100) is refused.
+        for i in range(3):
+            await a.ask(f"question {i}", max_tokens=50)
         with pytest.raises(AppError) as err:
-            await a.ask("third question", max_tokens=690)
+            await a.ask("question 3", max_tokens=50)
         assert err.value.code == "quota_exceeded" and err.value.error.retry_after_s
-        await b.ask("third question", max_tokens=600)  # another phone has its own window
+        await b.ask("question 3", max_tokens=50)  # another phone has its own window
         with pytest.raises(AppError) as err:
             await a.ask("x", max_tokens=4000)
         assert err.value.code == "too_large"

@@ -41,19 +41,19 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) ->
     line("[box]", "blocked by the box's local classifier [injection_blocked]; upstream calls 1")
     # WAN cut: a local answer from the documents with citations, and a queued request
     line("[wan]", "the gateway is stopped")
-    assert "[local answer from the branch documents" in out and "not reachable right now" in out
+    assert "[local answer from the branch documents; the AI service was not asked]" in out
     assert "Saturday from 9:00 to 12:00" in out and "(riverside.md, passage" in out
     line("[box -> phone]", "source=local")
     line("[box -> phone]", "finish_reason=queued: in the durable outbox (1 waiting)")
     # WAN back: the queued request is delivered
     line("[box]", "upstream calls now 2")
-    line("[box -> phone]", "the queued answer for 'welcome-1' arrived: '[STUB upstream] answer #2")
+    line("[box -> phone]", "the queued answer for 'welcome-1' arrived: [STUB upstream] answer #2")
     # the revoked phone's live session is dropped
     line("[admin page]", "revoked: 1 live session dropped at once")
     line("[check]", "the revoked phone is refused [phone_revoked]")
     line("[box]", "the upstream key is anywhere in the box's files: False")
     decisions = line("[prompt log]", "decisions")
-    for d in ("forwarded", "cached", "blocked", "local_offline", "queued", "delivered_later"):
+    for d in ("forwarded", "cached", "blocked", "local", "queued", "delivered_later"):
         assert d in decisions
     assert out.rstrip().endswith("demo OK")
     # nothing left behind: no key, certificate or store in the temporary directory
