@@ -138,7 +138,9 @@ class _Connection:
     def _step(self, step: Step) -> None:
         after = next_state(self.role, self.state, step)
         if after is None:
-            raise RemoteProtocolError(ErrorCode.unexpected_message, f"{step.value} in state {self.state.value}")
+            raise RemoteProtocolError(
+                ErrorCode.unexpected_message, f"{step.value} in state {self.state.value}"
+            )
         self.state = after
 
     def _local_step(self, step: Step) -> None:
@@ -171,6 +173,12 @@ class _Connection:
                 "session is not established",
             )
         self._out.extend(self._records.seal_all(records.DATA, payload, now))
+
+    def abort(self, code: ErrorCode, now: float) -> None:
+        """End the session on our own decision (e.g. the phone was revoked): FAILED, and the peer
+        gets an ERROR with `code` (an encrypted record once we hold keys). Rule 1."""
+        if self.state not in _TERMINAL:
+            self._fail(RemoteProtocolError(code, "ended by this side"), now)
 
     def close(self, now: float) -> None:
         """Queue an authenticated CLOSE record (orderly end) and stop."""

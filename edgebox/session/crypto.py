@@ -66,7 +66,9 @@ def encode_public(key: PublicKey | PrivateKey) -> bytes:
 def decode_public(data: bytes) -> PublicKey:
     """Decode a 65-byte uncompressed P-256 point, refusing anything else with `invalid_point`."""
     if len(data) != POINT_LEN or data[0] != 0x04:
-        raise RemoteProtocolError(ErrorCode.invalid_point, "public key is not a 65-byte uncompressed P-256 point")
+        raise RemoteProtocolError(
+            ErrorCode.invalid_point, "public key is not a 65-byte uncompressed P-256 point"
+        )
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(CURVE, bytes(data))
     except ValueError:

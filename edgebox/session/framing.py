@@ -145,7 +145,9 @@ class Framer:
             if not vmin <= FRAMING_VERSION <= vmax:
                 # Answer with our version anyway: an older phone parses this response and reports
                 # `unsupported_version` itself instead of seeing the link drop.
-                self._refusal = [_CAPS_RSP.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, self.mtu, self.local_window)]
+                self._refusal = [
+                    _CAPS_RSP.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, self.mtu, self.local_window)
+                ]
                 raise _fail(ErrorCode.unsupported_version, "no common protocol version")
             self._check_peer_params(mtu, window)
             self.mtu = min(self.mtu, mtu)

@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgebox.session import crypto
-from edgebox.session.config import PROTOCOL_VERSION
+from edgebox.session.config import PROTOCOL_VERSION as PROTOCOL_VERSION
 from edgebox.session.errors import ErrorCode, RemoteProtocolError
 
 RANDOM_LEN = 32
@@ -169,7 +169,9 @@ def open_identity(ms: bytes, role: bytes, th: bytes, sealed: bytes) -> tuple[byt
     try:
         plain = AESGCM(key).decrypt(_ZERO_NONCE, sealed, th)
     except InvalidTag:
-        raise RemoteProtocolError(ErrorCode.auth_failed, f"{role.decode()} identity failed to decrypt") from None
+        raise RemoteProtocolError(
+            ErrorCode.auth_failed, f"{role.decode()} identity failed to decrypt"
+        ) from None
     point = plain[: crypto.POINT_LEN]
     sig = plain[crypto.POINT_LEN : crypto.POINT_LEN + crypto.SIG_LEN]
     tag = plain[crypto.POINT_LEN + crypto.SIG_LEN :]

@@ -214,7 +214,9 @@ class RecordLayer:
 
     def needs_rekey(self, now: float) -> bool:
         records = self._s_counter - self._s_epoch_first
-        return records >= self._cfg.rekey_after_records or now - self._s_epoch_start >= self._cfg.rekey_after_s
+        return (
+            records >= self._cfg.rekey_after_records or now - self._s_epoch_start >= self._cfg.rekey_after_s
+        )
 
     def _rekey(self, now: float) -> bytes:
         record = self.seal(REKEY, b"", now)

@@ -117,7 +117,7 @@ def test_v1_phone_gets_an_answer_naming_version_2_then_the_box_fails() -> None:
         box.receive_datagram(v1_request)
     assert e.value.wire_code is ErrorCode.unsupported_version
     [answer] = box.take_refusal()
-    flags, magic, version, mtu, window = struct.unpack(">B2sBHB", answer)  # what a v1 phone parses
+    flags, magic, version, _mtu, _window = struct.unpack(">B2sBHB", answer)  # what a v1 phone parses
     assert (flags, magic, version) == (FLAG_CAPS, b"EB", 2)
     # ...and a v2 phone given a v1 box's answer refuses it the same way.
     phone = Framer(Role.phone, 244)

@@ -94,7 +94,9 @@ def test_phone_identity_is_never_in_clear() -> None:
 
 def test_wrong_pairing_secret_fails_both_sides() -> None:
     p = Pair()
-    phone = PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS, pairing_secret=(p.invite.secret_id, b"\x00" * 16))
+    phone = PhoneConnection(
+        p.phone_key, p.box_hash, capabilities=CAPS, pairing_secret=(p.invite.secret_id, b"\x00" * 16)
+    )
     box = BoxConnection(p.box_key, capabilities=CAPS)
     phone.start()
     deliver(phone, box)
@@ -335,13 +337,19 @@ def test_replayed_handshake_message_in_established_session() -> None:
 def test_hello_version_and_mode_checks() -> None:
     eph = crypto.encode_public(crypto.generate_private_key())
     with pytest.raises(SessionError) as e:
-        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(bytes((1, 1, 1)) + bytes(32) + eph, 0)
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 1, 1)) + bytes(32) + eph, 0
+        )
     assert e.value.wire_code is ErrorCode.unsupported_version  # a v1 HELLO
     with pytest.raises(SessionError) as e:
-        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(bytes((1, 2, 9)) + bytes(32) + eph, 0)
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 2, 9)) + bytes(32) + eph, 0
+        )
     assert e.value.wire_code is ErrorCode.malformed
     with pytest.raises(SessionError):  # pairing HELLO without secret id
-        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(bytes((1, 2, 2)) + bytes(32) + eph, 0)
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 2, 2)) + bytes(32) + eph, 0
+        )
 
 
 def test_sessions_have_distinct_ids_and_keys() -> None:

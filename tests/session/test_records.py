@@ -1,4 +1,4 @@
-"""Record layer: round trip, padding, replay/reorder/tamper/truncation fail closed, rekeying, limits, clock."""
+"""Record layer: round trip, padding, replay/reorder/tamper fail closed, rekeying, limits, clock."""
 
 from __future__ import annotations
 
@@ -107,7 +107,10 @@ def test_timer_rekeys_an_idle_sender_and_keeps_it_alive() -> None:
         for rec in tx.handle_timer(now):
             rx.open(rec, now)
     assert tx.rekeys_sent == rx.rekeys_received >= 17
-    assert rx.open(tx.seal(RecordType.data, b"still here", now + 1), now + 1) == (RecordType.data, b"still here")
+    assert rx.open(tx.seal(RecordType.data, b"still here", now + 1), now + 1) == (
+        RecordType.data,
+        b"still here",
+    )
 
 
 def test_same_plaintext_never_repeats_ciphertext() -> None:

@@ -48,8 +48,12 @@ def test_spec_key_schedule_from_primitives() -> None:
     i = VECTORS["inputs"]
     m = {k: bytes.fromhex(x) for k, x in v["messages"].items()}
     caps = m["caps_request"] + m["caps_response"]
-    assert m["caps_request"] == bytes((0x20,)) + b"EB" + bytes((2, 2)) + (244).to_bytes(2, "big") + bytes((96,))
-    assert m["caps_response"] == bytes((0x20,)) + b"EB" + bytes((2,)) + (244).to_bytes(2, "big") + bytes((96,))
+    assert m["caps_request"] == bytes((0x20,)) + b"EB" + bytes((2, 2)) + (244).to_bytes(2, "big") + bytes(
+        (96,)
+    )
+    assert m["caps_response"] == bytes((0x20,)) + b"EB" + bytes((2,)) + (244).to_bytes(2, "big") + bytes(
+        (96,)
+    )
     secret_id, secret = bytes.fromhex(i["secret_id"]), bytes.fromhex(i["secret"])
     psk = hashlib.sha256(b"edgebox v2 pairing psk" + secret).digest()
     assert psk.hex() == v["psk"]
