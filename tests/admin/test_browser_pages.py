@@ -118,8 +118,8 @@ async def test_settings_validated_and_written_atomically(page: Any, box: Box) ->
     await page.goto(box.url + "/settings")
     before = box.config_path.read_bytes()
     await page.fill("input[name='gateway.url']", "http://gateway.example")
-    await page.fill("input[name='quota.requests_per_phone_per_hour']", "lots")
-    await page.fill("input[name='pipeline.injection_threshold']", "1.5")
+    await page.fill("input[name='pipeline.quota_tokens']", "lots")
+    await page.fill("input[name='pipeline.injection_block_threshold']", "1.5")
     await page.click("main button[type=submit]")
     errors = await page.locator(".field-error").all_inner_texts()
     assert any("https:// URL" in e for e in errors)
@@ -128,22 +128,30 @@ async def test_settings_validated_and_written_atomically(page: Any, box: Box) ->
     assert box.config_path.read_bytes() == before  # nothing half-written
     await shot(page, "settings-invalid")
     await page.fill("input[name='gateway.url']", "https://gw.branch.example:9443")
-    await page.fill("input[name='quota.requests_per_phone_per_hour']", "90")
-    await page.fill("input[name='pipeline.injection_threshold']", "0.75")
+    await page.fill("input[name='pipeline.quota_tokens']", "9000")
+    await page.fill("input[name='pipeline.injection_block_threshold']", "0.75")
+    await page.fill("input[name='pipeline.injection_flag_threshold']", "0.9")  # above the refusal threshold
+    await page.click("main button[type=submit]")
+    assert "must not be above the refusal threshold" in await page.inner_text(".field-error")
+    assert box.config_path.read_bytes() == before
+    await page.fill("input[name='pipeline.injection_flag_threshold']", "0.4")
+    await page.check("input[name='pipeline.log_text']")
     await page.click("main button[type=submit]")
     await page.wait_for_selector("text=Settings saved")
     text = box.config_path.read_text()
     doc = tomllib.loads(text)
     assert doc["gateway"]["url"] == "https://gw.branch.example:9443"
-    assert doc["quota"]["requests_per_phone_per_hour"] == 90
-    assert doc["pipeline"]["injection_threshold"] == 0.75
+    assert doc["pipeline"]["quota_tokens"] == 9000 and doc["pipeline"]["log_text"] is True
+    assert doc["pipeline"]["injection_block_threshold"] == 0.75
+    assert doc["pipeline"]["injection_flag_threshold"] == 0.4
+    assert doc["documents"]["answer_threshold"] == 0.55  # a missing key: written into a new table
     assert doc["gateway"]["ca_file"] == "/etc/edgebox/gateway-ca.pem"  # untouched keys kept
     assert "# the AI gateway" in text and text.startswith("# edgebox box configuration")  # comments kept
     assert not list(box.config_path.parent.glob(".box.toml.tmp"))
     await shot(page, "settings")
     changed = [a for a in box.service.records.audit_entries() if a.action == "settings_changed"]
     assert changed[0].outcome == "ok" and "gateway.url" in changed[0].target
-    assert changed[1].outcome == "refused"
+    assert [c.outcome for c in changed[1:]] == ["refused", "refused"]
 
 
 async def _attacker(html: str, *, ssl_context: Any = None) -> tuple[web.AppRunner, int]:
@@ -201,6 +209,7 @@ async def test_forged_cross_site_form_posts_are_refused(page: Any, box: Box) -> 
                 await page.click("#go")
             response = await info.value
             assert response.status == 403
+            assert response.headers["content-security-policy"] == CSP  # error pages too
             assert refusal in await page.content()
         finally:
             await runner.cleanup()
