@@ -22,7 +22,7 @@ export default [
   },
   {
     files: ["static/sw.js"],
-    languageOptions: { globals: { ...globals.serviceworker } },
+    languageOptions: { sourceType: "script", globals: { ...globals.serviceworker } },
   },
   {
     files: ["eslint.config.js"],

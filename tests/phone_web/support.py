@@ -120,3 +120,71 @@ async def web_page(bluetooth: bool = False) -> AsyncIterator[Web]:
         await browser.close()
         await pw.stop()
         await runner.cleanup()
+
+
+@dataclass
+class SlowEcho:
+    """Echoes the question word by word with a pause: a stream the page must show as it arrives."""
+
+    pause: float = 0.03
+    repeat: int = 1
+
+    async def respond(self, prompt: Any, ctx: Any) -> AsyncIterator[Any]:
+        from edgebox.session.messages import Done, Usage
+
+        text = next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
+        words = (text + " ") * self.repeat
+        for word in words.split(" "):
+            if word:
+                yield word + " "
+                await asyncio.sleep(self.pause)
+        yield Done(id=prompt.id, source="echo", usage=Usage(1, 1, 2), trace=ctx.trace)
+
+
+class TamperProxy:
+    """A WebSocket relay between page and box that can flip one bit of the next box->phone data
+    fragment (a man in the middle who cannot read the session, but can damage it)."""
+
+    def __init__(self, box_url: str) -> None:
+        self.box_url = box_url
+        self.listener = WebSocketListener("127.0.0.1", 0)
+        self.flip_next = False
+        self.flipped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.listener.start()
+        self._tasks.add(asyncio.create_task(self._accept()))
+
+    @property
+    def url(self) -> str:
+        return self.listener.url
+
+    async def _accept(self) -> None:
+        from edgebox.transport import websocket
+
+        while True:
+            page_end = await self.listener.accept()
+            box_end = await websocket.connect(self.box_url)
+            self._tasks.add(asyncio.create_task(self._pump(page_end, box_end, tamper=False)))
+            self._tasks.add(asyncio.create_task(self._pump(box_end, page_end, tamper=True)))
+
+    async def _pump(self, src: Any, dst: Any, *, tamper: bool) -> None:
+        from edgebox.transport.base import LinkClosed
+
+        try:
+            while True:
+                d = bytearray(await src.recv())
+                if tamper and self.flip_next and d[0] & 0x08 and len(d) > 4:
+                    d[-1] ^= 0x01
+                    self.flip_next = False
+                    self.flipped += 1
+                await dst.send(bytes(d))
+        except LinkClosed:
+            await dst.close()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.listener.close()
