@@ -10,7 +10,7 @@ BOOTSTRAP := .ci/bootstrap
 
 # Debian packages each job needs (installed by .ci/bootstrap only where missing).
 APT_DEMO :=
-APT_TEST := dbus redis-server systemd
+APT_TEST := dbus redis-server systemd chromium
 APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
 
 .PHONY: help demo test lint unit hil-virtual bench bootstrap clean models

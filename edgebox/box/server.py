@@ -19,6 +19,7 @@ import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from edgebox.box.identity import BoxIdentity
 from edgebox.box.registry import PairingOutcome, PhoneRegistry, PhoneStatus
@@ -73,6 +74,7 @@ class BoxServer:
         self.handshake_timeout = handshake_timeout
         self.stats = ServerStats()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live: dict[_LinkSession, asyncio.Task[Any]] = {}  # every running link, by its session
 
     async def serve(self, listener: LinkListener) -> None:
         """Accept links until cancelled; each link runs in its own task."""
@@ -91,6 +93,9 @@ class BoxServer:
         self.stats.links += 1
         channel = FramedChannel(link, Role.box, window=self.window)
         session = _LinkSession(self, channel)
+        task = asyncio.current_task()
+        if task is not None:
+            self._live[session] = task
         try:
             await session.run()
         except (SessionError, TimeoutError) as exc:
@@ -102,9 +107,30 @@ class BoxServer:
         except LinkClosed:
             log.info("link_closed", peer=link.peer, phone=session.phone)
         finally:
+            self._live.pop(session, None)
             await self._count_pairing_failure(session)
             await session.stop()
             await channel.close()
+
+    def connected_phones(self) -> dict[str, int]:
+        """Phone id -> number of established sessions right now."""
+        counts: dict[str, int] = {}
+        for session in self._live:
+            if session.phone is not None and session.conn.established:
+                counts[session.phone] = counts.get(session.phone, 0) + 1
+        return counts
+
+    async def drop_phone(self, phone_id: str) -> int:
+        """End every live link of a phone at once (after a revoke): an authenticated CLOSE where a
+        session is established, then the link task is cancelled. Returns how many links were dropped."""
+        victims = [(s, t) for s, t in list(self._live.items()) if s.phone == phone_id]
+        for session, task in victims:
+            await session.close_quietly()
+            task.cancel()
+        await asyncio.gather(*(t for _, t in victims), return_exceptions=True)
+        if victims:
+            log.info("phone_dropped", phone=phone_id, links=len(victims))
+        return len(victims)
 
     async def _count_pairing_failure(self, session: _LinkSession) -> None:
         """A pairing that got the secret's psk but did not complete counts as one failed attempt."""
@@ -244,6 +270,14 @@ class _LinkSession:
         async with self._send_lock:
             for message in self.conn.data_to_send():
                 await self.channel.send(message)
+
+    async def close_quietly(self) -> None:
+        """Queue and send an authenticated CLOSE (when established); errors are ignored."""
+        with contextlib.suppress(SessionError, LinkClosed):
+            async with self._send_lock:
+                self.conn.close(time.monotonic())
+                for data in self.conn.data_to_send():
+                    await self.channel.send(data)
 
     async def flush_quietly(self) -> None:
         with contextlib.suppress(SessionError, LinkClosed):

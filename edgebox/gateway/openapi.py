@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from edgebox.gateway.errors import STATUS_BY_CODE
+from edgebox.pipeline.codes import ErrorCode
 from edgebox.pipeline.openai_schema import request_schema
 
 _ERROR = {
@@ -22,7 +22,7 @@ _ERROR = {
             "type": "object",
             "required": ["code", "message", "type"],
             "properties": {
-                "code": {"type": "string", "enum": sorted(STATUS_BY_CODE)},
+                "code": {"type": "string", "enum": sorted(c.value for c in ErrorCode)},
                 "message": {"type": "string"},
                 "type": {"type": "string"},
                 "param": {"type": "string"},

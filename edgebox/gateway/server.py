@@ -75,6 +75,7 @@ from edgebox.pipeline.quota import (
 )
 from edgebox.pipeline.rules import RuleClassifier
 from edgebox.pipeline.scorecache import CachedClassifier
+from edgebox.pipeline.sse import USAGE_DECODER, SseError, SseParser, Usage, UsageFilter
 from edgebox.pki.ca import BOX_URI_PREFIX, CsrInvalid, DeviceCA, PkiError
 from edgebox.pki.store import CertStore, RedisCertStore, SqliteCertStore
 
@@ -95,20 +96,6 @@ class DeviceIdentity:
     box_id: str
     serial: str
     not_after: float  # epoch seconds
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int | None = None
-
-
-class _UsageEnvelope(msgspec.Struct):
-    usage: _Usage | None = None
-    choices: list[Any] | None = None
-
-
-_USAGE_DECODER = msgspec.json.Decoder(_UsageEnvelope)
 
 
 def identity_from_peercert(peer: dict[str, Any] | None) -> DeviceIdentity | None:
@@ -696,11 +683,7 @@ class Gateway:
             if usage is not None:
                 out.prompt_tokens = usage.prompt_tokens
                 out.completion_tokens = usage.completion_tokens
-                charged = (
-                    usage.total_tokens
-                    if usage.total_tokens is not None
-                    else (usage.prompt_tokens + usage.completion_tokens)
-                )
+                charged = usage.total
             self.audit.record(
                 event="request",
                 device=ident.box_id,
@@ -725,19 +708,27 @@ class Gateway:
 
     async def _relay_json(
         self, upstream: aiohttp.ClientResponse, echo: str
-    ) -> tuple[web.StreamResponse, _Usage | None]:
+    ) -> tuple[web.StreamResponse, Usage | None]:
         if upstream.content_length is not None and upstream.content_length > MAX_UPSTREAM_BODY:
             raise GatewayError("upstream_error", "the upstream answer is too large")
+        parts: list[bytes] = []
+        size = 0
         try:
-            data = await upstream.read()
+            # the cap holds for chunked answers too: counted as it is read, never buffered past it
+            async for part in upstream.content.iter_any():
+                size += len(part)
+                if size > MAX_UPSTREAM_BODY:
+                    raise GatewayError("upstream_error", "the upstream answer is too large")
+                parts.append(part)
         except TimeoutError:
             log.warning("upstream_timeout")
             raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("upstream_body_broken", error=type(exc).__name__)
             raise GatewayError("upstream_error", "the upstream answer was cut short") from None
+        data = b"".join(parts)
         try:
-            usage = _USAGE_DECODER.decode(data).usage
+            usage = USAGE_DECODER.decode(data).usage
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise GatewayError("upstream_error", "the upstream answer was not valid JSON") from None
         resp = web.Response(
@@ -749,7 +740,7 @@ class Gateway:
 
     async def _relay_stream(
         self, request: web.Request, upstream: aiohttp.ClientResponse, echo: str, client_wants_usage: bool
-    ) -> tuple[web.StreamResponse, _Usage | None]:
+    ) -> tuple[web.StreamResponse, Usage | None]:
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -759,43 +750,28 @@ class Gateway:
             }
         )
         await resp.prepare(request)
-        usage: _Usage | None = None
-        pending = b""
+        parser = SseParser(MAX_SSE_EVENT)
+        relay = UsageFilter(client_wants_usage=client_wants_usage)
         try:
-            async for chunk in upstream.content.iter_any():
-                pending = (pending + chunk).replace(b"\r\n", b"\n")
-                if len(pending) > MAX_SSE_EVENT:
-                    log.warning("upstream_stream_broken", error="event_too_large")
-                    break
-                *events, pending = pending.split(b"\n\n")
-                if not events:
-                    continue
-                forward: list[bytes] = []
-                for event in events:
-                    if b'"usage"' in event and event.startswith(b"data: {"):
-                        try:
-                            env = _USAGE_DECODER.decode(event[6:])
-                        except (msgspec.DecodeError, msgspec.ValidationError):
-                            env = _UsageEnvelope()
-                        if env.usage is not None:
-                            usage = env.usage
-                            if not client_wants_usage and not env.choices:
-                                continue  # the usage-only chunk we forced; the client did not ask for it
-                    forward.append(event + b"\n\n")
-                if forward:
-                    await resp.write(b"".join(forward))
-            else:
-                if pending.strip():
-                    await resp.write(pending + b"\n\n")
+            try:
+                async for chunk in upstream.content.iter_any():
+                    forward = [b for ev in parser.feed(chunk) if (b := relay.forward(ev)) is not None]
+                    if forward:
+                        await resp.write(b"".join(forward))
+                tail = [b for ev in parser.close() if (b := relay.forward(ev)) is not None]
+                if tail:
+                    await resp.write(b"".join(tail))
+            except SseError as exc:
+                log.warning("upstream_stream_broken", error=exc.code)
             await resp.write_eof()
         except (ConnectionResetError, ConnectionAbortedError):
             log.info("client_disconnected_mid_stream")  # usage unknown: the estimate stays charged
-            return resp, usage
+            return resp, relay.usage
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("upstream_stream_broken", error=type(exc).__name__)
             with contextlib.suppress(ConnectionError):
                 await resp.write_eof()
-        return resp, usage
+        return resp, relay.usage
 
     async def _renew(self, request: web.Request) -> web.StreamResponse:
         tp = trace.parse(request.headers.get("traceparent")) or trace.new()

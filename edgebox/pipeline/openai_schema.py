@@ -12,6 +12,7 @@ echoed in an error or log. Transport-neutral.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -93,6 +94,28 @@ def encode_request(req: ChatCompletionRequest) -> bytes:
     return _ENCODER.encode(req)
 
 
+def chat_request_body(
+    messages: Sequence[ChatMessage],
+    *,
+    model: str,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    stream: bool = True,
+) -> bytes:
+    """The one encoder for a request this codebase originates (the box's uplink): the same struct the
+    gateway validates, so what the box sends is by construction what the gateway accepts. Streams ask
+    for the usage chunk (the box reports usage to the phone)."""
+    req = ChatCompletionRequest(
+        model=model,
+        messages=list(messages),
+        stream=stream,
+        stream_options=StreamOptions(include_usage=True) if stream else None,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
+    return _ENCODER.encode(req)
+
+
 def completion_cap(req: ChatCompletionRequest) -> int | None:
     """The completion-token cap the request sets itself, if any."""
     if req.max_completion_tokens is not None:
@@ -113,6 +136,7 @@ __all__ = [
     "ChatMessage",
     "RequestInvalid",
     "StreamOptions",
+    "chat_request_body",
     "completion_cap",
     "decode_request",
     "encode_request",

@@ -119,6 +119,21 @@ class PhoneRepository:
             if cur.rowcount != 1:
                 raise NotFoundError(f"no active phone {phone_id}")
 
+    def rename(self, phone_id: str, name: str) -> Phone:
+        """Give a phone a new display name (revoked phones keep theirs)."""
+        name = validation.text(
+            name.strip() if isinstance(name, str) else name, "phone name", max_len=MAX_NAME_CHARS
+        )
+        with self._db.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE phones SET name = ? WHERE phone_id = ? AND revoked_at IS NULL", (name, phone_id)
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no active phone {phone_id}")
+        phone = self.get(phone_id)
+        assert phone is not None
+        return phone
+
     def revoke(self, phone_id: str) -> Phone:
         """Revoke a phone (idempotent: revoking twice keeps the first time)."""
         with self._db.transaction() as tx:

@@ -125,6 +125,23 @@ async def test_revoked_phone_is_refused(h: Harness) -> None:
     assert e.value.code == "phone_revoked"
 
 
+async def test_drop_phone_ends_its_live_session_at_once(h: Harness) -> None:
+    ks, s = await h.paired_session()
+    _, other = await h.paired_session("other")
+    pid = phone_id(ks.public_point)
+    await s.ping()
+    assert h.server.connected_phones()[pid] == 1
+    assert len(h.server.connected_phones()) == 2
+    assert h.registry.revoke(pid)
+    assert await h.server.drop_phone(pid) == 1
+    assert pid not in h.server.connected_phones()
+    with pytest.raises((LinkClosed, SessionError)):
+        await s.ask("still there?")
+    assert (await other.ask("unaffected")).text == "unaffected"
+    assert await h.server.drop_phone(pid) == 0
+    await other.close()
+
+
 async def test_revoked_phone_cannot_re_pair_by_itself(h: Harness) -> None:
     ks, s = await h.paired_session()
     await s.close()

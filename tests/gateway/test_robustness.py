@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgebox.gateway.config import AnomalyConfig, GatewayConfig
-from edgebox.gateway.errors import STATUS_BY_CODE
 from edgebox.gateway.openapi import openapi_document
 from edgebox.gateway.secret import UpstreamKey
 from edgebox.gateway.server import Gateway
+from edgebox.pipeline.codes import ErrorCode
 from edgebox.pipeline.openai_schema import RequestInvalid, decode_request
 from edgebox.pki.ca import DeviceCA
 from tests.gateway.support import UPSTREAM_KEY, GatewayFactory, StubUpstream, chat_body, client_for, make_box
@@ -345,7 +345,7 @@ def test_mutated_requests_get_typed_errors(live: LiveGateway, req: dict[str, Any
     status, body = live.post(json.dumps(req).encode())
     assert status in (200, 400), body
     if status == 400:
-        assert body["error"]["code"] in STATUS_BY_CODE and body["error"]["message"]
+        assert body["error"]["code"] in set(ErrorCode) and body["error"]["message"]
 
 
 @PROPERTY

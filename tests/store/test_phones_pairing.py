@@ -46,6 +46,21 @@ def test_enroll_get_touch_revoke(store: Store, clock: FakeClock) -> None:
         store.phones.revoke("nobody")
 
 
+def test_rename(store: Store) -> None:
+    store.phones.enroll("phone-1", public_key(), "Teller 1")
+    assert store.phones.rename("phone-1", "  Front desk ").name == "Front desk"
+    assert store.phones.get("phone-1").name == "Front desk"  # type: ignore[union-attr]
+    with pytest.raises(InvalidInputError):
+        store.phones.rename("phone-1", "")
+    with pytest.raises(InvalidInputError):
+        store.phones.rename("phone-1", "x" * 65)
+    with pytest.raises(NotFoundError):
+        store.phones.rename("nobody", "name")
+    store.phones.revoke("phone-1")
+    with pytest.raises(NotFoundError):
+        store.phones.rename("phone-1", "after revoke")
+
+
 @pytest.mark.parametrize(
     "bad",
     [b"", b"\x04" * 64, b"\x02" + b"\x01" * 64, b"\x04" + b"\x01" * 64, "not bytes"],
