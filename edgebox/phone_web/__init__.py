@@ -64,7 +64,7 @@ def routes(prefix: str = PREFIX, root: Path = BUNDLE) -> list[web.RouteDef]:
                     "Content-Security-Policy": CSP,
                     "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer",
-                    "Permissions-Policy": "bluetooth=(self), camera=(self)",
+                    "Permissions-Policy": "camera=(self), microphone=()",
                 },
             )
 

@@ -35,6 +35,7 @@ function $(id) {
 const ui = {
   status: $("status"),
   insecure: $("insecure"),
+  offlineNote: $("offline-note"),
   pairSection: $("pair-section"),
   askSection: $("ask-section"),
   scan: /** @type {HTMLButtonElement} */ ($("scan")),
@@ -272,7 +273,15 @@ async function main() {
     return;
   }
   if ("serviceWorker" in navigator && !params.has("nosw")) {
-    navigator.serviceWorker.register("sw.js").catch(() => undefined);
+    navigator.serviceWorker.register("sw.js").then(
+      () => (ui.offlineNote.dataset.offline = "ready"),
+      () => {
+        // Typically "An SSL certificate error occurred": the page's certificate is not trusted,
+        // so it works online but cannot be kept for offline use (docs/phone-web.md).
+        ui.offlineNote.hidden = false;
+        ui.offlineNote.dataset.offline = "unavailable";
+      },
+    );
   }
   try {
     app.keystore = await PhoneKeystore.open();
