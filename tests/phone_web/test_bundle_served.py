@@ -92,5 +92,6 @@ async def test_works_offline_after_first_load(web: Any) -> None:
     await page.reload()
     await expect(page.locator("body")).to_have_attribute("data-ready", "1")
     await expect(page.locator("#pair")).to_be_visible()
-    assert await page.evaluate("document.querySelector('link[rel=manifest]').href.endsWith('manifest.webmanifest')")
+    manifest = await page.evaluate("document.querySelector('link[rel=manifest]').href")
+    assert manifest.endswith("/phone/manifest.webmanifest")
     assert web.errors == []

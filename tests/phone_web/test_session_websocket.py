@@ -103,8 +103,8 @@ async def test_tampered_records_refused_both_ways(web: Web, box: Box) -> None:
         await web.page.evaluate(
             """async () => {
               const s = window.edgeboxPhone.session;
-              const rec = await s.conn._records.seal(0x10, new TextEncoder().encode('{"type":"ping","v":1,"nonce":7}'),
-                                                    performance.now() / 1000);
+              const ping = new TextEncoder().encode('{"type":"ping","v":1,"nonce":7}');
+              const rec = await s.conn._records.seal(0x10, ping, performance.now() / 1000);
               rec[rec.length - 1] ^= 1;
               await s.channel.send(rec);
             }"""

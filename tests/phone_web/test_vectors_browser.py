@@ -30,7 +30,8 @@ async def test_every_vector_reproduced_in_the_browser(web: Web) -> None:
     got: dict[str, str] = await web.module(
         "/test/vectors_check.js", "m.reproduce(await (await fetch('/vectors.json')).json())"
     )
-    expected = {k: v for k, v in _leaves(vectors).items() if k not in _NOT_OUTPUTS and not k.startswith("inputs.")}
+    leaves = _leaves(vectors).items()
+    expected = {k: v for k, v in leaves if k not in _NOT_OUTPUTS and not k.startswith("inputs.")}
     assert len(expected) > 50
     missing = sorted(set(expected) - set(got))
     assert not missing, f"vectors the page did not reproduce: {missing}"
@@ -56,7 +57,8 @@ async def test_web_crypto_refuses_invalid_points(web: Web) -> None:
     assert codes == ["invalid_point"] * len(bad)
     ok = await web.module(
         "/phone/lib/crypto.js",
-        "m.importPublic(new Uint8Array(args[0].match(/../g).map((x) => parseInt(x, 16))), 'ECDH').then(() => 'ok')",
+        "m.importPublic(new Uint8Array(args[0].match(/../g).map((x) => parseInt(x, 16))), 'ECDH')"
+        ".then(() => 'ok')",
         good,
     )
     assert ok == "ok"
