@@ -66,6 +66,9 @@ const app = {
   session: null,
   /** @type {import("./lib/client.js").Question | null} */
   question: null,
+  /** The current Bluetooth link (tests drive the emulated peripheral through it). */
+  /** @type {import("./lib/transport/bluetooth.js").GattLink | null} */
+  link: null,
   busy: false,
   /** Handshake durations in ms, newest last (the page's own measurement). */
   handshakeMs: /** @type {number[]} */ ([]),
@@ -107,7 +110,9 @@ async function openLink(expectBoxId) {
     return connectWebSocket(url);
   }
   const device = await requestBox(expectBoxId ? { namePrefix: `edgebox-${expectBoxId.slice(0, 6)}` } : {});
-  return openGattLink(device, { expectBoxId });
+  const link = await openGattLink(device, { expectBoxId });
+  app.link = link;
+  return link;
 }
 
 function renderPaired() {
