@@ -163,6 +163,7 @@ class SettingField:
     help: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    default: SettingValue | None = None  # what the box uses when the file does not set it
 
     @property
     def name(self) -> str:

@@ -152,9 +152,8 @@ def model_versions(models_dir: Path | None) -> dict[str, str]:
         return {"models": "not installed"}
     out: dict[str, str] = {}
     for name, section in sorted(manifest.data.items()):
-        if isinstance(section, dict) and name != "files":
-            label = section.get("model") or section.get("name") or section.get("base_model") or name
-            out[name] = str(label)[:80]
+        if isinstance(section, dict) and isinstance(section.get("model"), str):
+            out[name] = section["model"][:96]
     out["build"] = manifest.input_hash[:12] or "unknown"
     return out
 
