@@ -209,6 +209,7 @@ async def test_forged_cross_site_form_posts_are_refused(page: Any, box: Box) -> 
                 await page.click("#go")
             response = await info.value
             assert response.status == 403
+            assert response.headers["content-security-policy"] == CSP  # error pages too
             assert refusal in await page.content()
         finally:
             await runner.cleanup()
