@@ -109,6 +109,7 @@ class PhoneView:
     last_seen_at: float | None
     revoked_at: float | None
     connected: int  # live sessions now
+    standing: str = ""  # "throttled" / "suspended" by the box's pipeline, else ""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import shutil
@@ -158,6 +159,79 @@ def model_versions(models_dir: Path | None) -> dict[str, str]:
     return out
 
 
+# -- store queries both backends share (the daemon's facade has no 24 h view or log filter) ----------
+
+
+def cache_hit_rate(store: Store, now: float) -> float | None:
+    row = store.db.query_one(
+        "SELECT count(*), sum(decision IN ('cached', 'cache_hit', 'cache')) FROM prompt_log "
+        "WHERE created_at >= ?",
+        (now - 24 * HOUR,),
+    )
+    total, hits = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+    return (hits / total) if total else None
+
+
+def activity_of(store: Store, now: float) -> Activity:
+    start = (now // HOUR) * HOUR - 23 * HOUR
+    requests, refusals, hits = [0] * 24, [0] * 24, [0] * 24
+    for at, decision in store.db.query_all(
+        "SELECT created_at, decision FROM prompt_log WHERE created_at >= ?", (start,)
+    ):
+        i = int((at - start) // HOUR)
+        if not 0 <= i < 24:
+            continue
+        requests[i] += 1
+        if decision in REFUSAL_DECISIONS:
+            refusals[i] += 1
+        elif decision in CACHE_DECISIONS:
+            hits[i] += 1
+    return Activity(start, HOUR, requests, refusals, hits)
+
+
+def invite_state_of(store: Store, invite_id: int, now: float) -> InviteState:
+    row = store.pairing.get(invite_id)
+    if row is None:
+        return InviteState(InviteStatus.unknown)
+    if row.used_at is not None:
+        phone = store.phones.get(row.phone_id) if row.phone_id else None
+        return InviteState(InviteStatus.paired, row.expires_at, row.phone_id, phone.name if phone else None)
+    if row.locked_at is not None:
+        return InviteState(InviteStatus.locked, row.expires_at)
+    if row.expires_at <= now:
+        return InviteState(InviteStatus.expired, row.expires_at)
+    return InviteState(InviteStatus.pending, row.expires_at)
+
+
+def prompt_log_of(store: Store, q: LogQuery) -> list[LogRow]:
+    rows = store.db.query_all(
+        "SELECT trace_id, phone_id, created_at, decision, model, timings_json FROM prompt_log "
+        "WHERE (? IS NULL OR phone_id = ?) AND (? IS NULL OR decision = ?) "
+        "AND (? IS NULL OR trace_id = ?) "
+        "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
+        (
+            q.phone_id,
+            q.phone_id,
+            q.decision,
+            q.decision,
+            q.trace_id,
+            q.trace_id,
+            max(1, min(q.limit, 100_000)),
+        ),
+    )
+    return [LogRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def read_certificate(path: Path | None) -> CertificateInfo | None:
+    if path is None:
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return CertificateInfo(cert.subject.rfc4514_string()[:120], cert.not_valid_after_utc.timestamp())
+
+
 class LibraryBackend:
     def __init__(
         self,
@@ -195,25 +269,10 @@ class LibraryBackend:
 
     # -- status --------------------------------------------------------------------------------
 
-    def _certificate(self) -> CertificateInfo | None:
-        if self.client_cert is None:
-            return None
-        try:
-            cert = x509.load_pem_x509_certificate(self.client_cert.read_bytes())
-        except (OSError, ValueError):
-            return None
-        return CertificateInfo(cert.subject.rfc4514_string()[:120], cert.not_valid_after_utc.timestamp())
-
     def _status_sync(self) -> StatusSnapshot:
         now = self._clock()
         counts = self.store.outbox.counts()
         depth = int(counts.get("pending", 0)) + int(counts.get("inflight", 0))
-        row = self.store.db.query_one(
-            "SELECT count(*), sum(decision IN ('cached', 'cache_hit', 'cache')) FROM prompt_log "
-            "WHERE created_at >= ?",
-            (now - 24 * HOUR,),
-        )
-        total, hits = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
         disk = shutil.disk_usage(self.state_dir)
         ble = self._ble() if self._ble else BleInfo("not used (socket transport)")
         url = self._uplink_url
@@ -229,9 +288,9 @@ class LibraryBackend:
             uplink_state=self._uplink_state()
             if self._uplink_state
             else ("configured" if url else "not configured"),
-            certificate=self._certificate(),
+            certificate=read_certificate(self.client_cert),
             outbox_depth=depth,
-            cache_hit_rate=(hits / total) if total else None,
+            cache_hit_rate=cache_hit_rate(self.store, now),
             model_versions=model_versions(self.models_dir),
             disk_used_bytes=disk.used,
             disk_total_bytes=disk.total,
@@ -241,24 +300,8 @@ class LibraryBackend:
     async def status(self) -> StatusSnapshot:
         return await asyncio.to_thread(self._status_sync)
 
-    def _activity_sync(self, now: float) -> Activity:
-        start = (now // HOUR) * HOUR - 23 * HOUR
-        requests, refusals, hits = [0] * 24, [0] * 24, [0] * 24
-        for at, decision in self.store.db.query_all(
-            "SELECT created_at, decision FROM prompt_log WHERE created_at >= ?", (start,)
-        ):
-            i = int((at - start) // HOUR)
-            if not 0 <= i < 24:
-                continue
-            requests[i] += 1
-            if decision in REFUSAL_DECISIONS:
-                refusals[i] += 1
-            elif decision in CACHE_DECISIONS:
-                hits[i] += 1
-        return Activity(start, HOUR, requests, refusals, hits)
-
     async def activity(self, now: float) -> Activity:
-        return await asyncio.to_thread(self._activity_sync, now)
+        return await asyncio.to_thread(activity_of, self.store, now)
 
     # -- pairing ---------------------------------------------------------------------------------
 
@@ -269,23 +312,8 @@ class LibraryBackend:
         )
         return Invite(int.from_bytes(invite.secret_id, "big"), invite.encode(), float(invite.expires_at))
 
-    def _invite_state_sync(self, invite_id: int) -> InviteState:
-        row = self.store.pairing.get(invite_id)
-        if row is None:
-            return InviteState(InviteStatus.unknown)
-        if row.used_at is not None:
-            phone = self.store.phones.get(row.phone_id) if row.phone_id else None
-            return InviteState(
-                InviteStatus.paired, row.expires_at, row.phone_id, phone.name if phone else None
-            )
-        if row.locked_at is not None:
-            return InviteState(InviteStatus.locked, row.expires_at)
-        if row.expires_at <= self._clock():
-            return InviteState(InviteStatus.expired, row.expires_at)
-        return InviteState(InviteStatus.pending, row.expires_at)
-
     async def invite_state(self, invite_id: int) -> InviteState:
-        return await asyncio.to_thread(self._invite_state_sync, invite_id)
+        return await asyncio.to_thread(invite_state_of, self.store, invite_id, self._clock())
 
     # -- phones ------------------------------------------------------------------------------------
 
@@ -354,28 +382,8 @@ class LibraryBackend:
 
     # -- prompt log -----------------------------------------------------------------------------------
 
-    def _log_sync(self, q: LogQuery) -> list[LogRow]:
-        import json
-
-        rows = self.store.db.query_all(
-            "SELECT trace_id, phone_id, created_at, decision, model, timings_json FROM prompt_log "
-            "WHERE (? IS NULL OR phone_id = ?) AND (? IS NULL OR decision = ?) "
-            "AND (? IS NULL OR trace_id = ?) "
-            "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
-            (
-                q.phone_id,
-                q.phone_id,
-                q.decision,
-                q.decision,
-                q.trace_id,
-                q.trace_id,
-                max(1, min(q.limit, 100_000)),
-            ),
-        )
-        return [LogRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
-
     async def prompt_log(self, query: LogQuery) -> list[LogRow]:
-        return await asyncio.to_thread(self._log_sync, query)
+        return await asyncio.to_thread(prompt_log_of, self.store, query)
 
     # -- settings --------------------------------------------------------------------------------------
 

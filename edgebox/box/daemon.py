@@ -176,14 +176,12 @@ class BoxDaemon:
 
             self._serve(SeqpacketListener(Path(cfg.dev.socket)), "unix")
         if cfg.dev.websocket:
-            try:
-                from edgebox.transport import websocket  # type: ignore[attr-defined]
+            from edgebox.transport.websocket import WebSocketListener  # development only (contract 11)
 
-                ws = websocket.WebSocketListener(cfg.dev.websocket_listen, cfg.dev.websocket_port)
+            ws = WebSocketListener(cfg.dev.websocket_listen, cfg.dev.websocket_port)
+            try:
                 await ws.start()
                 self._serve(ws, "websocket")
-            except (ImportError, AttributeError):
-                self.transports["websocket"] = "unavailable"
             except OSError as exc:
                 self.transports["websocket"] = f"failed ({type(exc).__name__})"
         if cfg.ble.enabled:
