@@ -37,6 +37,7 @@ from edgebox.box.notify import Notifier
 from edgebox.box.server import BoxServer
 from edgebox.box.state import BoxState, open_state
 from edgebox.box.store_registry import StoreRegistry
+from edgebox.errors import EdgeboxError
 from edgebox.log import get_logger
 from edgebox.store.aio import StoreWorker, run_purge_loop
 from edgebox.store.prompt_log import DAY, PromptLogPolicy
@@ -148,6 +149,15 @@ class BoxDaemon:
             self.control, cfg.control_socket_path, allowed_uids=cfg.box.control_uids
         )
         await self.control_server.start()
+        if cfg.admin.enabled:  # the admin page (issue 13) over this daemon's control facade
+            from edgebox.admin.daemon_backend import start_admin
+
+            try:
+                self.admin = await start_admin(self)
+                self.transports["admin"] = "serving"
+            except (OSError, EdgeboxError) as exc:
+                self.transports["admin"] = f"failed ({getattr(exc, 'code', type(exc).__name__)})"
+                log.error("admin_unavailable", error=str(getattr(exc, "code", type(exc).__name__)))
         self._tasks.append(asyncio.create_task(run_purge_loop(self.worker), name="store-purge"))
         self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(), name="watchdog"))
         status = ", ".join(f"{k} {v}" for k, v in self.transports.items())
@@ -246,6 +256,9 @@ class BoxDaemon:
                 await listener.close()
         if self.control_server is not None:
             await self.control_server.close()
+        if self.admin is not None:
+            with contextlib.suppress(Exception):
+                await self.admin.stop()
         # 2. in-flight answers finish (or, for requests that may wait, stay in the outbox)
         if hasattr(self, "server"):
             await self.server.drain(self.cfg.box.drain_timeout_s)
