@@ -18,9 +18,9 @@ exactly what the daemon would refuse at start) and written with the comment-keep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
+import tempfile
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -58,6 +58,8 @@ from edgebox.errors import EdgeboxError
 from edgebox.log import get_logger
 
 log = get_logger("edgebox.admin.daemon")
+
+UPLOAD_SOURCE = "admin-upload"  # document source of an upload: admin-upload/<file name>
 
 
 def _get(doc: Mapping[str, Any], name: str) -> Any:
@@ -151,7 +153,7 @@ class DaemonBackend:
         try:
             await self.control.rename_phone(phone_id, name)
         except EdgeboxError as exc:
-            if exc.code == "phone_unknown":
+            if exc.code in ("phone_unknown", "store_not_found"):
                 raise NotFound("no such active phone") from None
             raise InvalidInput(str(exc)) from None
         for p in await self.phones():
@@ -186,7 +188,8 @@ class DaemonBackend:
             raise InvalidInput("the file is not a PDF")
         uploads = self._state_dir / "admin" / "uploads"
         uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = uploads / f"{os.getpid()}-{time.monotonic_ns()}-{name}"
+        folder = Path(tempfile.mkdtemp(dir=uploads))  # the file keeps its own name: the title is its stem
+        path = folder / name
         progress(DocumentProgress("reading", 0, 1))
 
         def write() -> None:
@@ -200,12 +203,13 @@ class DaemonBackend:
         try:
             await asyncio.to_thread(write)
             try:
-                docs = await self.control.add_documents([path], on_progress, sources=[f"upload:{name}"])
+                docs = await self.control.add_documents(
+                    [path], on_progress, sources=[f"{UPLOAD_SOURCE}/{name}"]
+                )
             except EdgeboxError as exc:
-                raise InvalidInput(str(exc).replace(path.name, name)) from None
+                raise InvalidInput(str(exc)) from None
         finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            shutil.rmtree(folder, ignore_errors=True)
         doc = docs[0]
         progress(DocumentProgress("done", doc.chunks, doc.chunks))
         return DocumentView(doc.doc_id, name, doc.source, doc.chunks, doc.created_at)
@@ -274,7 +278,10 @@ async def start_admin(daemon: Any) -> Any:
     section = cfg.admin
     boot = getattr(section, "setup_code_file", None)
     backend = DaemonBackend(daemon, models_dir=ModelsConfig.from_env().models_dir)
-    config = AdminConfig(invite_ttl_s=int(cfg.box.invite_ttl_s))
+    from edgebox.admin.security import SessionPolicy
+
+    idle = float(getattr(section, "idle_timeout_s", 900.0))
+    config = AdminConfig(invite_ttl_s=int(cfg.box.invite_ttl_s), session=SessionPolicy(idle_timeout_s=idle))
     service = AdminService(
         backend,
         daemon.store.db,

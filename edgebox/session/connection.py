@@ -172,7 +172,13 @@ class _Connection:
                 ErrorCode.closed if self.state in _TERMINAL else ErrorCode.unexpected_message,
                 "session is not established",
             )
-        self._out.extend(self._records.seal_all(records.DATA, payload, now))
+        try:
+            self._out.extend(self._records.seal_all(records.DATA, payload, now))
+        except LocalProtocolError as exc:
+            if exc.wire_code is ErrorCode.oversize:
+                raise  # the caller's mistake: nothing was sealed, the session goes on
+            self.state = State.failed  # a key past its limits (no timer was driven): fail closed
+            raise
 
     def abort(self, code: ErrorCode, now: float) -> None:
         """End the session on our own decision (e.g. the phone was revoked): FAILED, and the peer

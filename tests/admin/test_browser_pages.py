@@ -67,6 +67,11 @@ async def test_status_page_live_and_at_phone_size(browser: Any, page: Any, box: 
     for path in ("/phones", "/audit", "/pair"):
         await phone.goto(box.url + path)
         assert await phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, path
+    await phone.click("main button:has-text('Show a pairing code')")
+    await phone.wait_for_selector("#pair-qr")
+    box_ = await phone.locator("#pair-qr").bounding_box()
+    assert box_ is not None and box_["x"] >= 0 and box_["x"] + box_["width"] <= 390
+    assert await phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     await shot(phone, "pair-phone")
     await phone.context.close()
     await session.close()

@@ -18,7 +18,7 @@ from edgebox.session.connection import (
     SessionEstablished,
     State,
 )
-from edgebox.session.errors import ErrorCode, LocalProtocolError, SessionError
+from edgebox.session.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SessionError
 from edgebox.session.handshake import Hello, Mode
 from tests.session.util import CAPS, Pair, deliver, establish
 
@@ -378,3 +378,58 @@ def test_fuzz_handshake_parsers_only_raise_session_error(data: bytes, prefix: by
             target.receive_message(prefix + data, 0)
         except SessionError:
             assert target.state is State.failed
+
+
+def test_injected_plaintext_error_cannot_end_or_mislabel_a_live_session() -> None:
+    """v1 honoured plaintext ERROR in every state: `7f0009` made a live phone report "revoked".
+    Once a side holds traffic keys an unauthenticated ERROR is dropped unread (Rule 2)."""
+    p = Pair()
+    phone, box = p.session()
+    establish(phone, box)
+    forged = handshake.encode_error(ErrorCode.phone_revoked)
+    assert phone.receive_message(forged, 0) == [] and phone.established
+    assert box.receive_message(forged, 0) == [] and box.established
+    assert phone.ignored_plaintext_errors == box.ignored_plaintext_errors == 1
+    box.send_message(b"still talking", 0)
+    assert deliver(box, phone) == [MessageReceived(b"still talking")]
+    # ...also while the phone waits for the verdict (it already holds keys).
+    phone2, box2 = p.session()
+    phone2.start()
+    deliver(phone2, box2)
+    deliver(box2, phone2)
+    deliver(phone2, box2)
+    assert phone2.receive_message(forged, 0) == [] and phone2.state is State.auth_sent
+    # A genuine refusal is an encrypted record the phone reports with its code.
+    box2.refuse(ErrorCode.phone_revoked, 0)
+    assert deliver(box2, phone2) == [PeerError(ErrorCode.phone_revoked)]
+
+
+def test_errors_say_whose_fault_they_are() -> None:
+    p = Pair()
+    with pytest.raises(LocalProtocolError):  # our own misuse: sending before the handshake
+        PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS).send_message(b"x", 0)
+    box = BoxConnection(p.box_key, capabilities=CAPS)
+    with pytest.raises(RemoteProtocolError):  # the peer's fault: a malformed HELLO
+        box.receive_message(b"\x01\x02", 0)
+    assert box.state is State.failed
+
+
+def test_transition_table_drives_both_ends() -> None:
+    """Every step the connections take is in states.TRANSITIONS (and the spec prints that table)."""
+    from edgebox.session import states
+
+    p = Pair()
+    phone, box = p.pairing()
+    walked: list[tuple[str, str]] = []
+    for conn in (phone, box):
+        original = conn._step
+
+        def spy(step: states.Event, conn: PhoneConnection | BoxConnection = conn, original=original) -> None:  # type: ignore[no-untyped-def]
+            before = conn.state
+            original(step)
+            walked.append((before.value, conn.state.value))
+            assert states.next_state(conn.role, before, step) is conn.state
+
+        conn._step = spy  # type: ignore[method-assign]
+    establish(phone, box, psk=p.invite.psk())
+    assert ("HELLO_SENT", "AUTH_SENT") in walked and ("AUTH_SENT", "ESTABLISHED") in walked
