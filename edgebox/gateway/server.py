@@ -417,11 +417,11 @@ class Gateway:
         self.metrics.anomaly_verdicts.labels(verdict.level.value, verdict.reason).inc()
         closed = 0
         if verdict.level is Level.revoke_box:
-            await self.store.revoke_box(ident.box_id, "anomaly: " + verdict.explain())
-            self._tripped.add(ident.box_id)
             current = _REQUEST.get()
             if current is not None:  # the request that tripped it gets its answer, then the close
                 _ctx(current).close_after = True
+            await self.store.revoke_box(ident.box_id, "anomaly: " + verdict.explain())
+            self._tripped.add(ident.box_id)
             closed = self.close_box_connections(ident.box_id, spare=current.transport if current else None)
         trace_id = _current_trace_id()
         names = {
