@@ -407,10 +407,14 @@ class Gateway:
                 log.info("anomaly_watch_restarted", device=box)
         self.metrics.connections_open.set(self.counts.total)
         self.metrics.connections_refused.set(self.counts.refused)
-        # a flood has drained: hand its freed buffers back to the kernel
+        # a flood has drained: hand its freed memory back to the kernel (again on the next few sweeps:
+        # the last closed connections' objects are freed a little later)
         if self.counts.high_water - self.counts.total >= 256:
-            release_memory()
+            self._trim_mark = 5
             self.counts.high_water = self.counts.total
+        if self._trim_mark > 0:
+            self._trim_mark -= 1
+            release_memory()
 
     async def _on_verdict(self, ident: DeviceIdentity, verdict: AnomalyVerdict) -> None:
         """Act on an anomaly verdict (one replica per verdict: the one whose shared flag won)."""
