@@ -279,6 +279,10 @@ class Forwarder:
             await self.worker.call(self.worker.store.outbox.fail, entry.entry_id, error_code=code)
 
     # -- delivery to phones --------------------------------------------------------------------
+    def lock_for(self, phone_id: str) -> asyncio.Lock:
+        """Held while answers of this phone are being delivered (one delivery at a time)."""
+        return self._deliver_lock.setdefault(phone_id, asyncio.Lock())
+
     async def on_phone_connected(self, phone_id: str, _session: Any) -> None:
         await self.deliver_waiting(phone_id)
 
@@ -287,9 +291,8 @@ class Forwarder:
         server = self.server
         if server is None:
             return 0
-        lock = self._deliver_lock.setdefault(phone_id, asyncio.Lock())
         sent = 0
-        async with lock:
+        async with self.lock_for(phone_id):
             waiting: list[WaitingAnswer] = await self.worker.call(
                 self.worker.store.outbox.waiting_answers, phone_id
             )
@@ -298,6 +301,8 @@ class Forwarder:
                 if not sessions:
                     break
                 session = sessions[0]
+                if any(answer.request_id in s._requests for s in sessions):
+                    continue  # the phone is asking for it again right now: that request answers it
                 final = app.decode(answer.done_json.encode())
                 try:
                     text = answer.answer

@@ -322,10 +322,11 @@ class BoxPipeline:
                 final = app.decode(stored.done_json.encode())
                 if isinstance(final, app.Error):
                     raise _error(final.code, final.message)
-                for piece in _pieces(stored.answer):
-                    yield piece
-                await self.worker.call(self.worker.store.outbox.mark_delivered, entry.entry_id)
-                yield final if isinstance(final, app.Done) else app.Done(id=prompt.id)
+                async with fwd.lock_for(req.phone):  # not interleaved with a delivery of the same
+                    for piece in _pieces(stored.answer):
+                        yield piece
+                    await self.worker.call(self.worker.store.outbox.mark_delivered, entry.entry_id)
+                    yield final if isinstance(final, app.Done) else app.Done(id=prompt.id)
                 return
         if entry.state in ("dead", "expired"):
             req.decision = f"outbox_{entry.state}"
