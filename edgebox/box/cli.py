@@ -4,7 +4,7 @@ edgebox box init                         create identity, database key and encry
 edgebox box invite [--ttl 300]           a new single-use pairing code (QR on the terminal)
 edgebox box phones                       list enrolled phones
 edgebox box revoke PHONE_ID              revoke a phone (its sessions are refused from now on)
-edgebox box run --socket PATH | --ble    serve phones (prints a fresh pairing code at start)
+edgebox box run --socket PATH | --ble | --websocket HOST:PORT   serve phones (prints a pairing code)
 edgebox box admin ...                    the admin web page (see edgebox/admin/cli.py)
 """
 
@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = run.add_mutually_exclusive_group(required=True)
     where.add_argument("--socket", type=Path, help="Unix socket to listen on (development)")
     where.add_argument("--ble", action="store_true", help="BLE GATT peripheral through BlueZ")
+    where.add_argument(
+        "--websocket",
+        metavar="HOST:PORT",
+        help="development WebSocket link for the web phone (ws://HOST:PORT/link; never in production)",
+    )
     run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: hci0)")
     # Two rotating advertisement instances: needed under btvirt (virtual HIL tier), harmless elsewhere.
     run.add_argument("--adv-instances", type=int, default=1, help=argparse.SUPPRESS)
@@ -137,6 +142,16 @@ async def _listener(args: argparse.Namespace, state: BoxState) -> LinkListener:
         from edgebox.transport.unix import SeqpacketListener
 
         return SeqpacketListener(args.socket)
+    if args.websocket:
+        from edgebox.transport.websocket import WebSocketListener
+
+        host, _, port = args.websocket.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("--websocket takes HOST:PORT, e.g. 127.0.0.1:8765")
+        ws = WebSocketListener(host, int(port))
+        await ws.start()
+        print(f"web phone development link: {ws.url}", flush=True)
+        return ws
     from edgebox.ble.layout import ble_name
     from edgebox.ble.links import box_listener
     from edgebox.session.handshake import PROTOCOL_VERSION
