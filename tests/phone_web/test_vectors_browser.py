@@ -8,7 +8,7 @@ from typing import Any
 from tests.phone_web.support import VECTORS, Web
 
 # Leaves that are inputs or labels, not outputs of the protocol.
-_NOT_OUTPUTS = {"description", "pairing.mode", "session.mode"}
+_NOT_OUTPUTS = {"description", "pairing.mode", "session.mode", "refused.mode"}
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, str]:
