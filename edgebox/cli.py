@@ -42,6 +42,7 @@ BENCHES = {
     "store": "edgebox.store.bench",
     "models": "edgebox.models.bench",
     "box": "edgebox.box.bench",
+    "phone_web": "edgebox.phone_web.bench",
 }
 
 

@@ -1,7 +1,7 @@
 """`edgebox box ...`: run the box, and operate a running one.
 
 edgebox box run --config /etc/edgebox/box.toml     the daemon (what the systemd unit runs)
-edgebox box run --socket PATH | --ble [--gateway URL --gateway-ca F --cert F --key F]
+edgebox box run --socket PATH | --ble | --websocket HOST:PORT [--gateway URL --gateway-ca F --cert F --key F]
                                                    the same daemon, configured by development flags
 edgebox box config --check FILE | --show           validate a config file / print the effective one
 edgebox box init                                   development: identity, key file and store
@@ -99,6 +99,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, help="development: serve phones on a Unix socket (no BLE)")
     where.add_argument("--ble", action="store_true", help="development: BLE GATT peripheral through BlueZ")
+    where.add_argument(
+        "--websocket",
+        metavar="HOST:PORT",
+        help="development WebSocket link for the web phone (ws://HOST:PORT/link; never in production)",
+    )
     run.add_argument("--adapter", default=None, help="Bluetooth adapter for --ble (default: hci0)")
     run.add_argument("--adv-instances", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--ttl", type=int, default=None, help="pairing code lifetime, seconds")
@@ -130,7 +135,7 @@ def _config(args: argparse.Namespace) -> BoxConfig:
 
 
 def _dev_overrides(args: argparse.Namespace, cfg: BoxConfig) -> BoxConfig:
-    dev_flags = bool(args.socket or args.ble or args.gateway)
+    dev_flags = bool(args.socket or args.ble or args.gateway or args.websocket)
     if args.config is None and not dev_flags:
         from edgebox.errors import ConfigError
 
@@ -141,6 +146,14 @@ def _dev_overrides(args: argparse.Namespace, cfg: BoxConfig) -> BoxConfig:
         over["ble"]["enabled"] = False
     if args.ble:
         over["ble"]["enabled"] = True
+    if args.websocket:
+        from edgebox.errors import ConfigError
+
+        host, _, port = args.websocket.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("--websocket takes HOST:PORT, e.g. 127.0.0.1:8765")
+        over["dev"].update(websocket=True, websocket_listen=host, websocket_port=int(port))
+        over["ble"]["enabled"] = False
     if args.adapter:
         over["ble"]["adapter"] = args.adapter
     if args.adv_instances:
@@ -384,6 +397,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             async def show() -> None:
                 await ready.wait()
                 invite = await daemon.control.create_invite()
+                if daemon.websocket_url:
+                    print(f"web phone development link: {daemon.websocket_url}", flush=True)
                 print(render_invite(invite), flush=True)
 
             orig = daemon.notifier.ready

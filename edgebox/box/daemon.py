@@ -70,6 +70,7 @@ class BoxDaemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()  # set once serving (READY=1 sent)
+        self.websocket_url: str | None = None  # the development WebSocket link, when serving
         self._stopped = False
         self.state: BoxState
         self.worker: StoreWorker
@@ -191,6 +192,7 @@ class BoxDaemon:
             ws = WebSocketListener(cfg.dev.websocket_listen, cfg.dev.websocket_port)
             try:
                 await ws.start()
+                self.websocket_url = ws.url
                 self._serve(ws, "websocket")
             except OSError as exc:
                 self.transports["websocket"] = f"failed ({type(exc).__name__})"
