@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "edgebox.pki.cli",
     "edgebox.store.cli",
     "edgebox.models.cli",
+    "edgebox.telemetry.cli",
     "edgebox.provision.cli",
 )
 
@@ -41,6 +42,8 @@ BENCHES = {
     "gateway": "edgebox.gateway.bench",
     "store": "edgebox.store.bench",
     "models": "edgebox.models.bench",
+    "box": "edgebox.box.bench",
+    "phone_web": "edgebox.phone_web.bench",
 }
 
 

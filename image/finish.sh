@@ -29,6 +29,13 @@ echo "console=ttyS1,115200 console=tty0 root=LABEL=RASPIROOT ro rootfstype=ext4 
 install -m 0644 usr/share/edgebox/edgebox.toml.example "$fw/edgebox.toml"
 grep -q '^dtparam=krnbt=on' "$fw/config.txt" || printf '\n# edgebox: on-board Bluetooth through the kernel (hci_uart + btbcm)\ndtparam=krnbt=on\n' >>"$fw/config.txt"
 
+# Everything systemd-tmpfiles would create on the root at boot exists now (the root is read-only
+# then); the run-time trees (/run, /tmp, /var/tmp, /var/log are tmpfs) are left to the boot.
+mkdir -p -m 0700 var/cache/private var/lib/private root/.ssh
+systemd-tmpfiles --root="$ROOT" --create --boot \
+    --exclude-prefix=/dev --exclude-prefix=/proc --exclude-prefix=/sys --exclude-prefix=/run \
+    --exclude-prefix=/tmp --exclude-prefix=/var/tmp --exclude-prefix=/var/log >/dev/null 2>&1 || true
+
 # Data partition skeleton: everything that changes at run time (genimage makes it p3 from /data).
 mkdir -p data/edgebox data/systemd data/bluetooth
 chmod 0700 data/edgebox data/bluetooth

@@ -48,6 +48,7 @@ import jinja2
 import segno
 from aiohttp import web
 
+from edgebox import phone_web
 from edgebox.admin import charts
 from edgebox.admin.backend import (
     AdminBackend,
@@ -182,9 +183,16 @@ class AdminApp:
         r.add_get("/settings", self.settings_page)
         r.add_post("/settings", self.settings_submit)
         r.add_get("/static/{name}", self.static)
+        app.add_routes(phone_web.routes())  # the web phone bundle at /phone/ (issue 14)
         return app
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        if request.path.startswith(phone_web.PREFIX):
+            # The phone page sets its own CSP and Permissions-Policy (it needs Bluetooth, the
+            # camera and a WebSocket); the other security headers apply to it unchanged.
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if not request.path.startswith("/static/"):

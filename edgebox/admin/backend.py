@@ -109,6 +109,7 @@ class PhoneView:
     last_seen_at: float | None
     revoked_at: float | None
     connected: int  # live sessions now
+    standing: str = ""  # "throttled" / "suspended" by the box's pipeline, else ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class SettingField:
     help: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    default: SettingValue | None = None  # what the box uses when the file does not set it
 
     @property
     def name(self) -> str:

@@ -82,7 +82,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         service = AdminService(backend, state.store.db, root, boot_setup_file=args.boot_setup_file)
         port = await service.start(ListenConfig(args.listen, args.port))
         print(
-            f"admin page: https://{args.listen}:{port}/  (SHA-256 {service.certificate.fingerprint})",
+            f"admin page on port {port}, socket activated: {service.socket_activated} "
+            f"(SHA-256 {service.certificate.fingerprint})",
             flush=True,
         )
         tasks = []

@@ -6,19 +6,20 @@ Theory of operation: this is what the admin page runs on when it is not handed t
 same single-use, hashed secrets the session server checks), the live `BoxServer` (connected
 phones; revoke drops the phone's sessions at once) and the TOML config file (settings).
 
-Documents: the uploaded bytes are decoded (PDF through pypdf, text and markdown as UTF-8), split
-into paragraph-aligned chunks, embedded in batches by the injected `embed` function (the local
-MiniLM embedder) and stored as one document in one transaction; `progress` is called at each step
+Documents: an upload is checked (type, size, PDF magic), read and cut into passages by the box's own
+document reader (`edgebox.box.library`: pypdf for PDF, UTF-8 text and markdown), embedded in batches
+by the injected `embed` function (the local MiniLM embedder) and stored as one document in one
+transaction; `progress` is called at each step
 so the page can show it. Nothing about a document's text is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import os
-import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from edgebox.admin.backend import (
 from edgebox.box.identity import BoxIdentity
 from edgebox.box.registry import PhoneRegistry
 from edgebox.box.server import BoxServer
+from edgebox.errors import EdgeboxError
 from edgebox.log import get_logger
 from edgebox.store.documents import ChunkInput
 from edgebox.store.errors import InvalidInputError, NotFoundError
@@ -57,7 +59,8 @@ from edgebox.store.store import Store
 log = get_logger("edgebox.admin.library")
 
 HOUR = 3600.0
-CHUNK_CHARS = 900
+CHUNK_CHARS = 900  # the box's [documents] defaults
+CHUNK_OVERLAP = 150
 EMBED_BATCH = 16
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 REFUSAL_DECISIONS = frozenset({"block", "blocked", "refuse", "refused", "reject", "rejected", "deny"})
@@ -72,61 +75,39 @@ class BleInfo:
     adapter: str | None = None
 
 
-def extract_text(filename: str, content_type: str, data: bytes) -> str:
-    """The text of an uploaded PDF, text or markdown file (typed error for anything else)."""
+UPLOAD_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown")
+UPLOAD_SOURCE = "admin-upload"  # document source of an upload: admin-upload/<file name>
+
+
+def check_upload(filename: str, data: bytes) -> str:
+    """The safe base name of an upload, or a typed refusal the page shows (type, size, PDF magic)."""
+    name = os.path.basename(filename.replace("\\", "/"))[:200] or "document"
+    if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
+        raise InvalidInput("upload a PDF (.pdf), text (.txt) or markdown (.md) file")
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidInput(f"documents are limited to {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB")
-    lower = filename.lower()
-    if lower.endswith(".pdf") or content_type == "application/pdf":
-        if not data.startswith(b"%PDF-"):
-            raise InvalidInput("the file is not a PDF")
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+    if name.lower().endswith(".pdf") and not data.startswith(b"%PDF-"):
+        raise InvalidInput("the file is not a PDF")
+    return name
 
+
+def read_upload(name: str, data: bytes) -> tuple[str, str]:
+    """(title, text) of an upload, through the box's document reader (`edgebox.box.library`): the
+    bytes go to a private temporary file under their own name, which is removed afterwards."""
+    from edgebox.box.library import extract_text
+
+    folder = Path(tempfile.mkdtemp(prefix="edgebox-upload-"))
+    try:
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         try:
-            reader = PdfReader(io.BytesIO(data))
-            pages = [page.extract_text() or "" for page in reader.pages]
-        except (PdfReadError, ValueError, KeyError, TypeError):
-            raise InvalidInput("the PDF cannot be read") from None
-        text = "\n\n".join(pages)
-    elif lower.endswith((".txt", ".md", ".markdown", ".text")):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInput("text and markdown files must be UTF-8") from None
-    else:
-        raise InvalidInput("upload a PDF (.pdf), text (.txt) or markdown (.md) file")
-    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", text)
-    if not text.strip():
-        raise InvalidInput("the document has no text")
-    return text
-
-
-def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """Paragraph-aligned chunks of at most `size` characters (long paragraphs split on sentences)."""
-    pieces: list[str] = []
-    for para in re.split(r"\n\s*\n", text):
-        para = " ".join(para.split())
-        if not para:
-            continue
-        while len(para) > size:
-            cut = para.rfind(". ", 0, size)
-            cut = cut + 1 if cut > size // 3 else size
-            pieces.append(para[:cut].strip())
-            para = para[cut:].strip()
-        if para:
-            pieces.append(para)
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        if current and len(current) + 2 + len(piece) > size:
-            chunks.append(current)
-            current = piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
+            return extract_text(path, max_bytes=MAX_DOCUMENT_BYTES)
+        except EdgeboxError as exc:
+            raise InvalidInput(str(exc)) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _dir_bytes(root: Path) -> int:
@@ -152,11 +133,83 @@ def model_versions(models_dir: Path | None) -> dict[str, str]:
         return {"models": "not installed"}
     out: dict[str, str] = {}
     for name, section in sorted(manifest.data.items()):
-        if isinstance(section, dict) and name != "files":
-            label = section.get("model") or section.get("name") or section.get("base_model") or name
-            out[name] = str(label)[:80]
+        if isinstance(section, dict) and isinstance(section.get("model"), str):
+            out[name] = section["model"][:96]
     out["build"] = manifest.input_hash[:12] or "unknown"
     return out
+
+
+# -- store queries both backends share (the daemon's facade has no 24 h view or log filter) ----------
+
+
+def cache_hit_rate(store: Store, now: float) -> float | None:
+    row = store.db.query_one(
+        "SELECT count(*), sum(decision IN ('cached', 'cache_hit', 'cache')) FROM prompt_log "
+        "WHERE created_at >= ?",
+        (now - 24 * HOUR,),
+    )
+    total, hits = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+    return (hits / total) if total else None
+
+
+def activity_of(store: Store, now: float) -> Activity:
+    start = (now // HOUR) * HOUR - 23 * HOUR
+    requests, refusals, hits = [0] * 24, [0] * 24, [0] * 24
+    for at, decision in store.db.query_all(
+        "SELECT created_at, decision FROM prompt_log WHERE created_at >= ?", (start,)
+    ):
+        i = int((at - start) // HOUR)
+        if not 0 <= i < 24:
+            continue
+        requests[i] += 1
+        if decision in REFUSAL_DECISIONS:
+            refusals[i] += 1
+        elif decision in CACHE_DECISIONS:
+            hits[i] += 1
+    return Activity(start, HOUR, requests, refusals, hits)
+
+
+def invite_state_of(store: Store, invite_id: int, now: float) -> InviteState:
+    row = store.pairing.get(invite_id)
+    if row is None:
+        return InviteState(InviteStatus.unknown)
+    if row.used_at is not None:
+        phone = store.phones.get(row.phone_id) if row.phone_id else None
+        return InviteState(InviteStatus.paired, row.expires_at, row.phone_id, phone.name if phone else None)
+    if row.locked_at is not None:
+        return InviteState(InviteStatus.locked, row.expires_at)
+    if row.expires_at <= now:
+        return InviteState(InviteStatus.expired, row.expires_at)
+    return InviteState(InviteStatus.pending, row.expires_at)
+
+
+def prompt_log_of(store: Store, q: LogQuery) -> list[LogRow]:
+    rows = store.db.query_all(
+        "SELECT trace_id, phone_id, created_at, decision, model, timings_json FROM prompt_log "
+        "WHERE (? IS NULL OR phone_id = ?) AND (? IS NULL OR decision = ?) "
+        "AND (? IS NULL OR trace_id = ?) "
+        "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
+        (
+            q.phone_id,
+            q.phone_id,
+            q.decision,
+            q.decision,
+            q.trace_id,
+            q.trace_id,
+            max(1, min(q.limit, 100_000)),
+        ),
+    )
+    return [LogRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def read_certificate(path: Path | None) -> CertificateInfo | None:
+    if path is None:
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return CertificateInfo(cert.subject.rfc4514_string()[:120], cert.not_valid_after_utc.timestamp())
 
 
 class LibraryBackend:
@@ -196,25 +249,10 @@ class LibraryBackend:
 
     # -- status --------------------------------------------------------------------------------
 
-    def _certificate(self) -> CertificateInfo | None:
-        if self.client_cert is None:
-            return None
-        try:
-            cert = x509.load_pem_x509_certificate(self.client_cert.read_bytes())
-        except (OSError, ValueError):
-            return None
-        return CertificateInfo(cert.subject.rfc4514_string()[:120], cert.not_valid_after_utc.timestamp())
-
     def _status_sync(self) -> StatusSnapshot:
         now = self._clock()
         counts = self.store.outbox.counts()
         depth = int(counts.get("pending", 0)) + int(counts.get("inflight", 0))
-        row = self.store.db.query_one(
-            "SELECT count(*), sum(decision IN ('cached', 'cache_hit', 'cache')) FROM prompt_log "
-            "WHERE created_at >= ?",
-            (now - 24 * HOUR,),
-        )
-        total, hits = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
         disk = shutil.disk_usage(self.state_dir)
         ble = self._ble() if self._ble else BleInfo("not used (socket transport)")
         url = self._uplink_url
@@ -230,9 +268,9 @@ class LibraryBackend:
             uplink_state=self._uplink_state()
             if self._uplink_state
             else ("configured" if url else "not configured"),
-            certificate=self._certificate(),
+            certificate=read_certificate(self.client_cert),
             outbox_depth=depth,
-            cache_hit_rate=(hits / total) if total else None,
+            cache_hit_rate=cache_hit_rate(self.store, now),
             model_versions=model_versions(self.models_dir),
             disk_used_bytes=disk.used,
             disk_total_bytes=disk.total,
@@ -242,24 +280,8 @@ class LibraryBackend:
     async def status(self) -> StatusSnapshot:
         return await asyncio.to_thread(self._status_sync)
 
-    def _activity_sync(self, now: float) -> Activity:
-        start = (now // HOUR) * HOUR - 23 * HOUR
-        requests, refusals, hits = [0] * 24, [0] * 24, [0] * 24
-        for at, decision in self.store.db.query_all(
-            "SELECT created_at, decision FROM prompt_log WHERE created_at >= ?", (start,)
-        ):
-            i = int((at - start) // HOUR)
-            if not 0 <= i < 24:
-                continue
-            requests[i] += 1
-            if decision in REFUSAL_DECISIONS:
-                refusals[i] += 1
-            elif decision in CACHE_DECISIONS:
-                hits[i] += 1
-        return Activity(start, HOUR, requests, refusals, hits)
-
     async def activity(self, now: float) -> Activity:
-        return await asyncio.to_thread(self._activity_sync, now)
+        return await asyncio.to_thread(activity_of, self.store, now)
 
     # -- pairing ---------------------------------------------------------------------------------
 
@@ -270,23 +292,8 @@ class LibraryBackend:
         )
         return Invite(int.from_bytes(invite.secret_id, "big"), invite.encode(), float(invite.expires_at))
 
-    def _invite_state_sync(self, invite_id: int) -> InviteState:
-        row = self.store.pairing.get(invite_id)
-        if row is None:
-            return InviteState(InviteStatus.unknown)
-        if row.used_at is not None:
-            phone = self.store.phones.get(row.phone_id) if row.phone_id else None
-            return InviteState(
-                InviteStatus.paired, row.expires_at, row.phone_id, phone.name if phone else None
-            )
-        if row.locked_at is not None:
-            return InviteState(InviteStatus.locked, row.expires_at)
-        if row.expires_at <= self._clock():
-            return InviteState(InviteStatus.expired, row.expires_at)
-        return InviteState(InviteStatus.pending, row.expires_at)
-
     async def invite_state(self, invite_id: int) -> InviteState:
-        return await asyncio.to_thread(self._invite_state_sync, invite_id)
+        return await asyncio.to_thread(invite_state_of, self.store, invite_id, self._clock())
 
     # -- phones ------------------------------------------------------------------------------------
 
@@ -328,11 +335,13 @@ class LibraryBackend:
     ) -> DocumentView:
         if self.embed is None:
             raise InvalidInput("local models are not installed: documents cannot be embedded")
-        name = os.path.basename(filename.replace("\\", "/"))[:200] or "document"
+        from edgebox.box.library import chunk_text
+
+        name = check_upload(filename, data)
         progress(DocumentProgress("reading", 0, 1))
-        text = await asyncio.to_thread(extract_text, name, content_type, data)
+        title, text = await asyncio.to_thread(read_upload, name, data)
         progress(DocumentProgress("chunking", 1, 1))
-        chunks = chunk_text(text)
+        chunks = chunk_text(text, size=CHUNK_CHARS, overlap=CHUNK_OVERLAP)
         vectors: list[Any] = []
         for i in range(0, len(chunks), EMBED_BATCH):
             progress(DocumentProgress("embedding", i, len(chunks)))
@@ -342,7 +351,7 @@ class LibraryBackend:
         inputs = [ChunkInput(t, v) for t, v in zip(chunks, vectors, strict=True)]
         try:
             doc = await asyncio.to_thread(
-                self.store.documents.add_document, f"upload:{name}", name, inputs, replace=True
+                self.store.documents.add_document, f"{UPLOAD_SOURCE}/{name}", title, inputs, replace=True
             )
         except InvalidInputError as exc:
             raise InvalidInput(str(exc)) from None
@@ -355,28 +364,8 @@ class LibraryBackend:
 
     # -- prompt log -----------------------------------------------------------------------------------
 
-    def _log_sync(self, q: LogQuery) -> list[LogRow]:
-        import json
-
-        rows = self.store.db.query_all(
-            "SELECT trace_id, phone_id, created_at, decision, model, timings_json FROM prompt_log "
-            "WHERE (? IS NULL OR phone_id = ?) AND (? IS NULL OR decision = ?) "
-            "AND (? IS NULL OR trace_id = ?) "
-            "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
-            (
-                q.phone_id,
-                q.phone_id,
-                q.decision,
-                q.decision,
-                q.trace_id,
-                q.trace_id,
-                max(1, min(q.limit, 100_000)),
-            ),
-        )
-        return [LogRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
-
     async def prompt_log(self, query: LogQuery) -> list[LogRow]:
-        return await asyncio.to_thread(self._log_sync, query)
+        return await asyncio.to_thread(prompt_log_of, self.store, query)
 
     # -- settings --------------------------------------------------------------------------------------
 

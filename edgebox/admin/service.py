@@ -63,11 +63,12 @@ class AdminService:
         self.app = AdminApp(backend, self.records, self.setup_codes, config, clock=clock)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.socket_activated = False
 
     async def start(self, listen: ListenConfig | None = None, *, sock: socket.socket | None = None) -> int:
         """Serve; returns the port. Socket order: `sock`, then systemd's `admin` fd, then `listen`."""
         chosen = sock or activated_socket("admin")
-        activated = chosen is not None and sock is None
+        activated = self.socket_activated = chosen is not None and sock is None
         if chosen is None:
             cfg = listen or ListenConfig()
             chosen = bind_socket(cfg.host, cfg.port)

@@ -24,37 +24,93 @@ from urllib.parse import urlsplit
 
 from edgebox.admin.backend import SettingField, SettingsInvalid, SettingValue
 
+# The keys of the box config (edgebox/box/config.py, docs/box.md) the branch manager may change.
 DEFAULT_FIELDS: tuple[SettingField, ...] = (
-    SettingField("gateway", "url", "Gateway URL", str, "https://host[:port] of the AI gateway"),
     SettingField(
-        "quota", "requests_per_phone_per_hour", "Requests per phone per hour", int, minimum=1, maximum=100_000
-    ),
-    SettingField(
-        "quota", "tokens_per_phone_per_day", "Tokens per phone per day", int, minimum=1, maximum=100_000_000
-    ),
-    SettingField(
-        "retention", "prompt_log_days", "Keep the prompt log (days)", float, minimum=1, maximum=3650
-    ),
-    SettingField(
-        "retention",
-        "prompt_text_days",
-        "Keep prompt text (days, 0 = never stored)",
-        float,
-        minimum=0,
-        maximum=3650,
+        "gateway",
+        "url",
+        "Gateway URL",
+        str,
+        "https://host[:port] of the AI gateway; empty: no uplink",
+        default="",
     ),
     SettingField(
         "pipeline",
-        "injection_threshold",
-        "Injection refusal threshold (0-1)",
+        "quota_tokens",
+        "Token quota per phone",
+        int,
+        "tokens per quota window",
+        1,
+        10_000_000,
+        default=20_000,
+    ),
+    SettingField(
+        "pipeline",
+        "quota_window_s",
+        "Quota window (seconds)",
+        float,
+        minimum=60,
+        maximum=7 * 86_400,
+        default=3600.0,
+    ),
+    SettingField(
+        "pipeline",
+        "log_retention_days",
+        "Keep the prompt log (days)",
+        float,
+        minimum=1,
+        maximum=3650,
+        default=30.0,
+    ),
+    SettingField("pipeline", "log_text", "Keep prompt and answer text in the log", bool, default=False),
+    SettingField(
+        "pipeline",
+        "injection_flag_threshold",
+        "Injection score that flags a prompt (0-1)",
         float,
         minimum=0.0,
         maximum=1.0,
+        default=0.5,
     ),
     SettingField(
-        "cache", "similarity_threshold", "Cache similarity threshold (0-1)", float, minimum=0.5, maximum=1.0
+        "pipeline",
+        "injection_block_threshold",
+        "Injection score that refuses a prompt (0-1)",
+        float,
+        minimum=0.0,
+        maximum=1.0,
+        default=0.8,
+    ),
+    SettingField(
+        "cache",
+        "threshold",
+        "Cache similarity threshold (0.5-1)",
+        float,
+        minimum=0.5,
+        maximum=1.0,
+        default=0.92,
+    ),
+    SettingField(
+        "documents",
+        "answer_threshold",
+        "Document match needed for a local answer (0-1)",
+        float,
+        minimum=0.0,
+        maximum=1.0,
+        default=0.55,
     ),
 )
+
+
+def cross_check(values: Mapping[str, SettingValue]) -> dict[str, str]:
+    """Checks that span fields (the same rules the box config applies at start)."""
+    problems: dict[str, str] = {}
+    flag = values.get("pipeline.injection_flag_threshold")
+    block = values.get("pipeline.injection_block_threshold")
+    if isinstance(flag, int | float) and isinstance(block, int | float) and flag > block:
+        problems["pipeline.injection_flag_threshold"] = "must not be above the refusal threshold"
+    return problems
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -109,6 +165,8 @@ def validate(fields: Sequence[SettingField], form: Mapping[str, str]) -> dict[st
             problems[f.name] = f"must be at most {f.maximum:g}"
         else:
             values[f.name] = number
+    if not problems:
+        problems = cross_check(values)
     if problems:
         raise SettingsInvalid(problems)
     return values
@@ -189,6 +247,8 @@ def read_values(path: Path, fields: Sequence[SettingField]) -> dict[str, Setting
         value = node.get(f.key) if isinstance(node, dict) else None
         if isinstance(value, str | int | float | bool):
             out[f.name] = value
+        elif f.default is not None:
+            out[f.name] = f.default
     return out
 
 

@@ -37,19 +37,15 @@ state_dir = "var/box"
 url = "https://gateway.example:8443"  # the AI gateway
 ca_file = "/etc/edgebox/gateway-ca.pem"
 
-[quota]
-requests_per_phone_per_hour = 120
-tokens_per_phone_per_day = 200000
-
-[retention]
-prompt_log_days = 30.0
-prompt_text_days = 0.0
-
 [pipeline]
-injection_threshold = 0.8
+quota_tokens = 20000
+quota_window_s = 3600.0
+log_retention_days = 30.0
+injection_flag_threshold = 0.5
+injection_block_threshold = 0.8
 
 [cache]
-similarity_threshold = 0.92
+threshold = 0.92
 """
 
 

@@ -72,6 +72,14 @@ async def test_session_cookie_flags_and_idle_expiry(page: Any, box: Box) -> None
     assert c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict" and c["path"] == "/"
     assert c["expires"] == -1  # a session cookie: gone with the browser
     assert await page.evaluate("document.cookie") == ""  # not readable by script
+    # a fresh token at sign-in: a cookie planted before login (session fixation) is worth nothing
+    await page.click("button:has-text('Sign out')")
+    await page.goto(box.url + "/login")
+    anonymous = {c["name"]: c["value"] for c in await page.context.cookies()}[COOKIE_NAME]
+    await sign_in(page, box)
+    await page.wait_for_url("**/status")
+    signed_in = {c["name"]: c["value"] for c in await page.context.cookies()}[COOKIE_NAME]
+    assert signed_in != anonymous and box.service.app.sessions.lookup(anonymous, box.clock()) is None
     box.clock.advance(IDLE_S - 5)
     await page.goto(box.url + "/phones")  # activity just before the limit keeps it alive
     assert page.url.endswith("/phones")

@@ -118,3 +118,13 @@ def test_admin_socket_hands_port_443_to_the_box_as_fd_admin() -> None:
     assert _keys(sock, "ListenStream") == ["443"]
     assert _keys(sock, "FileDescriptorName") == ["admin"]
     assert _keys(sock, "Service") == ["edgebox-box.service"]
+
+
+def test_box_unit_runs_the_daemon_with_its_config_under_a_watchdog() -> None:
+    unit = "edgebox-box.service"
+    (line,) = _exec_lines(unit)
+    argv = shlex.split(line)
+    assert argv[argv.index("box") :] == ["box", "--config", "/etc/edgebox/box.toml", "run"]
+    assert _keys(unit, "Type") == ["notify"] and _keys(unit, "NotifyAccess") == ["main"]
+    assert _keys(unit, "WatchdogSec") and _keys(unit, "Sockets") == ["edgebox-admin.socket"]
+    assert _keys(unit, "User") == ["edgebox"] and _keys(unit, "TemporaryFileSystem") == ["/boot:ro"]
