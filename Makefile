@@ -24,7 +24,7 @@ APT_IMAGE := mmdebstrap qemu-user-static binfmt-support arch-test eatmydata geni
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
-	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier"
+	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier, SD image build + qemu boot"
 	@echo "make bench  - benchmarks, one JSON object per line"
 	@echo "make lint   - ruff + mypy only"
 	@echo "make image  - Raspberry Pi 3/4 SD image in var/image (make image-test boots it under qemu)"
@@ -38,8 +38,8 @@ demo: models
 
 lint:
 	@$(BOOTSTRAP)
-	$(VENV)/bin/ruff check edgebox tests bench hil
-	$(VENV)/bin/ruff format --check edgebox tests bench hil
+	$(VENV)/bin/ruff check edgebox tests bench hil image
+	$(VENV)/bin/ruff format --check edgebox tests bench hil image
 	$(VENV)/bin/mypy
 
 # Local models (embedder + injection classifier) in var/models; a no-op when the manifest matches the

@@ -105,9 +105,8 @@ def test_first_boot_unit_can_reach_the_tpm_and_seals_both_keys() -> None:
     unit = "edgebox-firstboot.service"
     assert not _keys(unit, "PrivateDevices"), "PrivateDevices= hides /dev/tpmrm0 (auto falls back silently)"
     assert "/dev/tpmrm0 rw" in _keys(unit, "DeviceAllow")
-    assert _keys(unit, "ReadWritePaths") == ["/var/lib/systemd -/boot/firmware"] and _keys(unit, "StateDirectory") == [
-        "edgebox"
-    ]
+    assert _keys(unit, "ReadWritePaths") == ["/var/lib/systemd -/boot/firmware"]
+    assert _keys(unit, "StateDirectory") == ["edgebox"]
     script = (UNITS.parent / "image/overlay/usr/libexec/edgebox/firstboot").read_text()
     assert "seal edgebox-db-key" in script and "seal edgebox-identity" in script
     assert '--with-key="${EDGEBOX_SEAL_KEY:-auto}"' in script
