@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from playwright.async_api import expect
 
 from edgebox.session.connection import phone_id
 from tests.phone_web.support import Box, SlowEcho, TamperProxy, Web, start_box, stop_box
-
-# Hook by issue 10 (session v2 landed on main): the web phone still speaks protocol v1, so it cannot
-# reproduce the v2 vectors nor talk to the v2 box yet. Issue 14's port to v2 removes this mark.
-pytestmark = pytest.mark.xfail(reason="web phone speaks protocol v1; box and vectors are v2", strict=False)
 
 _COUNT_UPDATES = """() => {
   window.__updates = 0;

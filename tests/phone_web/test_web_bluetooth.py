@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import expect
 
@@ -30,10 +29,6 @@ from edgebox.box.server import BoxServer
 from edgebox.box.state import init_state
 from edgebox.transport.loopback import LoopbackListener, link_pair
 from tests.phone_web.support import SlowEcho, launch, serve_static
-
-# Hook by issue 10 (session v2 landed on main): the web phone still speaks protocol v1, so it cannot
-# reproduce the v2 vectors nor talk to the v2 box yet. Issue 14's port to v2 removes this mark.
-pytestmark = pytest.mark.xfail(reason="web phone speaks protocol v1; box and vectors are v2", strict=False)
 
 ADDRESS = "09:09:09:09:09:09"
 CCCD = "00002902-0000-1000-8000-00805f9b34fb"
