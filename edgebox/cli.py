@@ -41,6 +41,8 @@ BENCHES = {
     "gateway": "edgebox.gateway.bench",
     "store": "edgebox.store.bench",
     "models": "edgebox.models.bench",
+    "box": "edgebox.box.bench",
+    "phone_web": "edgebox.phone_web.bench",
 }
 
 
