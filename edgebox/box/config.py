@@ -125,6 +125,9 @@ class AdminSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     enabled: bool = False
     listen: str = "127.0.0.1"
     port: Port = 8443
+    # A one-time set-up code the installer may leave on the boot partition (read once, deleted).
+    setup_code_file: str = "/boot/firmware/edgebox-admin-setup.txt"
+    idle_timeout_s: Annotated[float, msgspec.Meta(ge=60, le=86_400)] = 900.0  # admin session idle timeout
 
 
 class TelemetrySection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

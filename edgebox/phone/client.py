@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from edgebox.errors import EdgeboxError
 from edgebox.phone.keystore import PairedBox, PhoneKeystore
-from edgebox.pipeline.chat import ChatMessage, Role
+from edgebox.schema.chat import ChatMessage, Role
 from edgebox.session import messages as app
 from edgebox.session.config import DEFAULT_CONFIG, SessionConfig
 from edgebox.session.connection import MessageReceived, PeerClosed, PeerError, PhoneConnection

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from edgebox.errors import EdgeboxError
-from edgebox.pipeline import validation
-from edgebox.pipeline.chat import Messages
+from edgebox.schema import validation
+from edgebox.schema.chat import Messages
 
 APP_VERSION = 1
 MAX_APP_MESSAGE = 65_535 - 17  # one record: framing max minus record overhead (type + tag)

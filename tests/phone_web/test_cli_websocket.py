@@ -12,10 +12,25 @@ from edgebox.phone.keystore import PhoneKeystore
 from edgebox.session.invite import PairingInvite
 from edgebox.transport import websocket
 
+# A development box that answers with an echo and scores prompts with the rule classifier (the
+# daemon still loads the embedder for its cache: `make unit` builds the models first).
+CONFIG = """
+[box]
+state_dir = "{state}"
+dev_key_files = true
+print_invite = true
+[pipeline]
+classifier = "rules"
+[dev]
+echo = true
+"""
+
 
 async def test_box_run_serves_the_websocket_link(tmp_path: Path) -> None:
+    config = tmp_path / "box.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "box"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgebox", "box", "--state-dir", str(tmp_path / "box"),
+        sys.executable, "-m", "edgebox", "box", "--config", str(config),
         "run", "--websocket", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
