@@ -107,6 +107,7 @@ class BoxPipeline:
         self.standing = PhoneStanding(p)
         self.model_name = cfg.gateway.model
         self._echo = EchoResponder()
+        self._pending: set[asyncio.Future[Any]] = set()
         if forwarder is not None:
             forwarder.on_answer = self._log_forwarded
 
@@ -215,8 +216,13 @@ class BoxPipeline:
         cache = self.cfg.cache
         # 5. semantic cache
         if cache.enabled and single_turn and embedding is not None:
+            store = self.worker.store
             hit = await self.worker.call(
-                self.worker.store.cache.lookup, embedding, model=self.model_name, threshold=cache.threshold
+                store.cache.lookup,
+                embedding,
+                model=self.model_name,
+                threshold=cache.threshold,
+                count_hit=False,
             )
             req.mark("cache_lookup")
             if hit is not None:
@@ -225,6 +231,8 @@ class BoxPipeline:
                 req.answer = hit.entry.answer
                 for piece in _pieces(hit.entry.answer):
                     yield piece
+                # The hit counter is a write (an fsync): counted on the store thread, after the answer.
+                self._background(self.worker.call(store.cache.count_hit, hit.entry.entry_id))
                 yield app.Done(id=prompt.id, source="cache", trace=req.trace.format())
                 return
         # 6. documents (decided together with the WAN state)
@@ -390,6 +398,11 @@ class BoxPipeline:
         yield app.Done(id=req.prompt.id, source="local", trace=req.trace.format())
 
     # -- helpers -------------------------------------------------------------------------------
+    def _background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     def _uplink_allowed(self) -> bool:
         if self.uplink is None:
             return False
@@ -474,6 +487,7 @@ class BoxPipeline:
         return self.standing.status(phone, self.clock())
 
     async def aclose(self) -> None:
+        await asyncio.gather(*self._pending, return_exceptions=True)
         await self.quota.close()
 
 

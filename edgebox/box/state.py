@@ -17,7 +17,9 @@ The rules, in order, for each secret:
    plaintext key next to the store);
 2. otherwise, only in development mode (`dev=True`: `box init`, the development flags of `box run`,
    or `[box] dev_key_files = true`) a key file in the state dir is read, or created when `create=True`;
-3. otherwise `KeyMissingError`: the unit (no dev mode) can never create a key file.
+3. otherwise `KeyMissingError`: the unit (no dev mode) can never create a key file. A process that
+   has a credentials directory (any systemd unit with `LoadCredential*=`) is never in development
+   mode, whatever its flags say.
 """
 
 from __future__ import annotations
@@ -156,6 +158,10 @@ def open_state(
 ) -> BoxState:
     """Open the state directory (creating what is missing only with `create=True`, see the rules)."""
     creds = credentials_directory(credentials)
+    if creds is not None and creds.is_dir():
+        # Running with a credentials directory (a systemd unit): key files are never read or made,
+        # whatever the flags say; a missing credential is an error.
+        dev = False
     if create:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity, source = load_identity(root, dev=dev, create=create, creds=creds)

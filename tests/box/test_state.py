@@ -88,3 +88,11 @@ def test_development_creates_key_files_once(tmp_path: Path) -> None:
     # Opening without create never makes a new, empty state.
     with pytest.raises(KeyMissingError):
         open_state(tmp_path / "other", dev=True, credentials=tmp_path / "no-such-dir")
+
+
+def test_a_credentials_directory_turns_development_mode_off(tmp_path: Path) -> None:
+    # The unit has a credentials directory; even with development flags it never makes key files.
+    creds = _creds(tmp_path, db_key=os.urandom(32), identity=None)
+    with pytest.raises(KeyMissingError):
+        open_state(tmp_path / "state", dev=True, create=True, credentials=creds)
+    assert not (tmp_path / "state" / "identity.json").exists()
