@@ -250,6 +250,20 @@ def build_app(cache: Path, models: Path, progress: Progress) -> Path:
     if out.exists():
         progress.say(f"app: cached {out.name}")
         return out
+    # The models must load with this edgebox (a stale var/models fails here, not at first boot).
+    progress.say("app: checking that the models load with this edgebox (edgebox models classify)")
+    check = subprocess.run(
+        [str(REPO / ".venv/bin/python"), "-m", "edgebox", "models", "classify"],
+        input='{"text": "hello"}\n',
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEBOX_MODELS_DIR": str(models)},
+        cwd=REPO,
+        check=False,
+        timeout=600,
+    )
+    if check.returncode != 0:
+        raise BuildError(f"the models in {models} do not load: {check.stderr.strip()[-300:]}")
     t = time.monotonic()
     stage = cache / "app-staging"
     shutil.rmtree(stage, ignore_errors=True)
