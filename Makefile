@@ -10,10 +10,14 @@ BOOTSTRAP := .ci/bootstrap
 
 # Debian packages each job needs (installed by .ci/bootstrap only where missing).
 APT_DEMO :=
-APT_TEST := dbus redis-server systemd
+APT_TEST := dbus redis-server systemd chromium
+# The web phone's JS tooling (tsc, eslint) needs node + npm: Debian's packages when the machine has
+# none (a node from elsewhere, e.g. one that bundles npm, is used as it is and never replaced).
+APT_NODE := $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
+PHONE_WEB := edgebox/phone_web
 APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
 
-.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models models-litert
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models models-litert lint-web
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
@@ -55,7 +59,15 @@ hil-virtual:
 	@$(BOOTSTRAP) $(APT_HIL)
 	hil/virtual/run
 
-test: lint unit hil-virtual
+# Type check (tsc --noEmit over the @ts-check JSDoc) and lint (eslint) the web phone bundle. The
+# tools come from package-lock.json only (npm ci, install scripts off); the page itself needs none.
+lint-web:
+	@$(BOOTSTRAP) $(APT_NODE)
+	@cd $(PHONE_WEB) && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; }
+	cd $(PHONE_WEB) && npm run -s typecheck && npm run -s lint
+
+test: lint lint-web unit hil-virtual
 
 # One JSON object per line; each figure is a ratio against a baseline measured in the same run.
 # The BLE figures come from inside the qemu guest (hil/virtual/run --bench).
@@ -68,4 +80,4 @@ bench: models-litert
 	@hil/virtual/run --bench
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var $(PHONE_WEB)/node_modules

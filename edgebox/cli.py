@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "edgebox.pki.cli",
     "edgebox.store.cli",
     "edgebox.models.cli",
+    "edgebox.telemetry.cli",
 )
 
 # `edgebox bench NAME` -> module whose run(args) returns the JSON-able result.

@@ -5,6 +5,7 @@ edgebox box invite [--ttl 300]           a new single-use pairing code (QR on th
 edgebox box phones                       list enrolled phones
 edgebox box revoke PHONE_ID              revoke a phone (its sessions are refused from now on)
 edgebox box run --socket PATH | --ble    serve phones (prints a fresh pairing code at start)
+edgebox box admin ...                    the admin web page (see edgebox/admin/cli.py)
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--key", type=Path, help="its private key (PEM, 0600)")
     up.add_argument("--model", default="default", help="model name sent to the gateway")
     run.set_defaults(func=_run_serve)
+    from edgebox.admin.cli import register as register_admin  # `edgebox box admin ...` (issue 13)
+
+    register_admin(bsub)
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -1,12 +1,14 @@
 """Which phones may open sessions, and the one-time pairing secrets that enrol new ones.
 
 Theory of operation: the session server asks a `PhoneRegistry` for the stored psk of a pairing
-secret id (None once it is unknown, expired, used or locked), reports every pairing handshake that
-named a secret and did not complete (`pairing_failed`: the secret locks after `max_attempts` of
+secret id (None once it is unknown, expired, used or locked), reports every failed proof against a
+secret (`pairing_failed`: a PHONE_AUTH that did not verify; the secret locks after `max_attempts` of
 those), completes a pairing atomically (consume the secret and enrol the phone key, exactly once),
-and asks the status of a phone key. `MemoryRegistry` is the reference implementation (tests, demo);
-the box service uses the SQLCipher-backed one. Secrets themselves are never stored: only
-psk = pairing_psk(secret).
+and asks the status of a phone key. Secret ids are 8 random bytes. Phones are identified by their
+full public key: the 8-byte phone id is a label, and a pairing phone whose id is already held by a
+different key is refused (`conflict`) without consuming the secret. `MemoryRegistry` is the
+reference implementation (tests, demo); the box service uses the SQLCipher-backed one. Secrets
+themselves are never stored: only psk = pairing_psk(secret).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PairingOutcome(StrEnum):
     enrolled = "enrolled"  # secret consumed, phone enrolled (or already enrolled with this key)
     secret_invalid = "secret_invalid"  # noqa: S105 (used by someone else meanwhile, expired or locked)
     revoked = "revoked"  # this phone key was revoked: re-enrolling needs an operator
+    conflict = "conflict"  # another enrolled key has this phone id (64-bit collision)
 
 
 class PhoneRegistry(Protocol):
@@ -115,6 +118,8 @@ class MemoryRegistry:
                 return PairingOutcome.secret_invalid
             pid = phone_id(phone_key)
             existing = self.phones.get(pid)
+            if existing is not None and existing.key != phone_key:
+                return PairingOutcome.conflict
             if existing is not None and existing.revoked:
                 return PairingOutcome.revoked
             s.used = True

@@ -1,14 +1,26 @@
 """The box's session server: one task per phone link, from framing to application messages.
 
 Theory of operation: `BoxServer.serve(listener)` accepts links from any transport (loopback, BLE)
-and runs `handle_link` for each. A link first runs the framing capabilities exchange, then the
-sans-I/O `BoxConnection` handshake; the server answers its events from the `PhoneRegistry`
-(pairing psk lookups count attempts; pairing completes atomically; unknown or revoked phones are
-refused with a typed error). Once established, each DATA record is decoded as an application
-message: a `prompt` starts a responder task whose deltas stream back as `chunk`s and end with one
-`done` (or `error`); `cancel` cancels it; `ping` gets `pong`. An invalid application message gets a
-typed `error` and the session goes on; a protocol error (replay, tamper, bad frame) ends that link
-only. Log lines carry the phone id, session id and trace id, never text or keys.
+and runs `handle_link` for each. A link first runs the framing capabilities exchange, then it must
+be admitted (at most `max_unauthenticated` handshakes that have not yet authenticated a phone, new
+ones through a token bucket: a stranger in radio range cannot tie up the box or the registry; over
+the limit the link gets a plaintext `busy` and is closed). Then the sans-I/O `BoxConnection`
+handshake runs, its events answered from the `PhoneRegistry`: the psk of a named pairing secret (a
+dead or unknown id gets none, and the connection goes on with a random psk, so the box is no
+oracle), the full-key status of an authenticated phone, the atomic completion of a pairing. Only a
+PHONE_AUTH that failed to verify (`BoxConnection.failed_proof`) counts against a pairing secret;
+a peer that proved nothing costs it nothing.
+
+Once established, each DATA record is decoded as an application message: a `prompt` starts a
+responder task whose deltas stream back as `chunk`s and end with one `done` (or `error`); `cancel`
+cancels it; `ping` gets `pong`. The receive loop never sends: replies are queued in the connection
+and written by the link's `SessionDriver` (a writer task that also drives the connection's clock:
+handshake deadline, rekeys, keep-alives), so a full send window never stops the box from reading
+the phone's acks. An invalid application message gets a typed `error` and the session goes on; a
+remote protocol error (replay, tamper, bad frame) ends that link only and is counted as such; a
+local one (our own bug) is logged as a bug and never blamed on the phone. `drop_phone` ends a
+phone's live sessions at once (an encrypted `phone_revoked`). Log lines carry the phone id,
+session id and trace id, never text or keys.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +38,7 @@ from edgebox.box.registry import PairingOutcome, PhoneRegistry, PhoneStatus
 from edgebox.box.responder import RequestContext, Responder
 from edgebox.log import get_logger
 from edgebox.session import messages as app
+from edgebox.session.config import DEFAULT_CONFIG, SessionConfig
 from edgebox.session.connection import (
     BoxConnection,
     MessageReceived,
@@ -35,15 +48,17 @@ from edgebox.session.connection import (
     PhoneAuthenticated,
     phone_id,
 )
-from edgebox.session.errors import ErrorCode, SessionError
-from edgebox.session.framing import DEFAULT_WINDOW, Role
+from edgebox.session.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SessionError
+from edgebox.session.framing import Role
+from edgebox.session.handshake import Mode
 from edgebox.transport.base import DatagramLink, LinkClosed, LinkListener
 from edgebox.transport.channel import FramedChannel
+from edgebox.transport.driver import SessionDriver
 
 log = get_logger("edgebox.box.server")
 
-HANDSHAKE_TIMEOUT_S = 30.0
 MAX_INFLIGHT_PROMPTS = 4
+MAX_WRITE_BACKLOG = 64  # records waiting for the writer before the receive loop stops taking work
 
 
 @dataclass
@@ -52,9 +67,36 @@ class ServerStats:
     sessions: int = 0
     pairings: int = 0
     refused: int = 0
+    busy: int = 0
     pairing_failures: int = 0
     protocol_errors: int = 0
+    local_errors: int = 0
     prompts: int = 0
+
+
+class HandshakeAdmission:
+    """Bounds handshakes that have not authenticated anyone: at most `limit` at once, and new ones
+    through a token bucket (`burst`, refilled at `rate` per second). Time is passed in."""
+
+    def __init__(self, config: SessionConfig, now: float) -> None:
+        self.limit = config.max_unauthenticated
+        self.rate = config.handshake_rate_per_s
+        self.burst = float(config.handshake_burst)
+        self.tokens = self.burst
+        self.stamp = now
+        self.pending = 0
+
+    def admit(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.pending >= self.limit or self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        self.pending += 1
+        return True
+
+    def release(self) -> None:
+        self.pending = max(0, self.pending - 1)
 
 
 class BoxServer:
@@ -64,15 +106,16 @@ class BoxServer:
         registry: PhoneRegistry,
         responder: Responder,
         *,
-        window: int = DEFAULT_WINDOW,
-        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        config: SessionConfig = DEFAULT_CONFIG,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.identity = identity
         self.registry = registry
         self.responder = responder
-        self.window = window
-        self.handshake_timeout = handshake_timeout
+        self.config = config
+        self.clock = clock
         self.stats = ServerStats()
+        self.admission = HandshakeAdmission(config, clock())
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[_LinkSession, asyncio.Task[Any]] = {}  # every running link, by its session
 
@@ -91,24 +134,27 @@ class BoxServer:
 
     async def handle_link(self, link: DatagramLink) -> None:
         self.stats.links += 1
-        channel = FramedChannel(link, Role.box, window=self.window)
+        channel = FramedChannel(link, Role.box, self.config)
         session = _LinkSession(self, channel)
         task = asyncio.current_task()
         if task is not None:
             self._live[session] = task
         try:
             await session.run()
-        except (SessionError, TimeoutError) as exc:
+        except RemoteProtocolError as exc:
             self.stats.protocol_errors += 1
-            code = exc.code if isinstance(exc, SessionError) else "timeout"
-            log.warning("session_failed", peer=link.peer, phone=session.phone, code=code)
-            await self._count_pairing_failure(session)  # before the peer hears of it: no race
+            log.warning("session_failed", peer=link.peer, phone=session.phone, code=exc.code)
+            await self._count_failed_proof(session)  # before the peer hears of it where we can
             await session.flush_quietly()
+        except LocalProtocolError as exc:
+            self.stats.local_errors += 1
+            log.error("session_bug", peer=link.peer, phone=session.phone, code=exc.code)
         except LinkClosed:
             log.info("link_closed", peer=link.peer, phone=session.phone)
         finally:
             self._live.pop(session, None)
-            await self._count_pairing_failure(session)
+            await self._count_failed_proof(session)
+            session.release_admission()
             await session.stop()
             await channel.close()
 
@@ -116,28 +162,33 @@ class BoxServer:
         """Phone id -> number of established sessions right now."""
         counts: dict[str, int] = {}
         for session in self._live:
-            if session.phone is not None and session.conn.established:
+            if session.phone is not None and session.conn is not None and session.conn.established:
                 counts[session.phone] = counts.get(session.phone, 0) + 1
         return counts
 
     async def drop_phone(self, phone_id: str) -> int:
-        """End every live link of a phone at once (after a revoke): an authenticated CLOSE where a
-        session is established, then the link task is cancelled. Returns how many links were dropped."""
+        """End every live link of a phone at once (after a revoke): an encrypted ERROR
+        `phone_revoked` where a session is established, then the link task is cancelled.
+        Returns how many links were dropped."""
         victims = [(s, t) for s, t in list(self._live.items()) if s.phone == phone_id]
         for session, task in victims:
-            await session.close_quietly()
+            await session.end_quietly(ErrorCode.phone_revoked)
             task.cancel()
         await asyncio.gather(*(t for _, t in victims), return_exceptions=True)
         if victims:
             log.info("phone_dropped", phone=phone_id, links=len(victims))
         return len(victims)
 
-    async def _count_pairing_failure(self, session: _LinkSession) -> None:
-        """A pairing that got the secret's psk but did not complete counts as one failed attempt."""
-        secret_id, session.pairing_pending = session.pairing_pending, None
-        if secret_id is not None:
+    async def _count_failed_proof(self, session: _LinkSession) -> None:
+        """A PHONE_AUTH that did not verify under a pairing secret counts as one failed attempt;
+        nothing else does (a peer that proved nothing must not use up or lock a secret)."""
+        conn = session.conn
+        if conn is None or session.proof_counted or not conn.failed_proof:
+            return
+        session.proof_counted = True
+        if conn.mode is Mode.pairing and conn.secret_id is not None:
             self.stats.pairing_failures += 1
-            await asyncio.to_thread(self.registry.pairing_failed, secret_id, time.time())
+            await asyncio.to_thread(self.registry.pairing_failed, conn.secret_id, time.time())
 
 
 MAX_CHUNK_CHARS = 8_000  # <= 4 UTF-8 bytes (+ escapes) each: well inside one record
@@ -193,138 +244,153 @@ class _LinkSession:
     def __init__(self, server: BoxServer, channel: FramedChannel) -> None:
         self.server = server
         self.channel = channel
-        self.conn = BoxConnection(server.identity.private_key)
+        self.conn: BoxConnection | None = None
+        self.driver: SessionDriver | None = None
         self.phone: str | None = None
-        self._secret_id: bytes | None = None
-        self.pairing_pending: bytes | None = None  # secret id of a pairing not yet completed
+        self.proof_counted = False
+        self._admitted = False
         self._requests: dict[str, asyncio.Task[None]] = {}
-        self._send_lock = asyncio.Lock()
+
+    def release_admission(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.server.admission.release()
 
     async def run(self) -> None:
+        server = self.server
         await self.channel.open()
-        async with asyncio.timeout(self.server.handshake_timeout):
-            while not self.conn.established:
-                if not await self._step():
-                    return
-        while True:
-            if not await self._step():
-                return
+        conn = self.conn = BoxConnection(
+            server.identity.private_key,
+            capabilities=self.channel.capabilities,
+            config=server.config,
+            now=server.clock(),
+        )
+        driver = self.driver = SessionDriver(self.channel, conn, clock=server.clock)
+        driver.start()
+        if not server.admission.admit(server.clock()):
+            server.stats.busy += 1
+            log.warning("handshake_refused_busy", peer=self.channel.link.peer)
+            conn.refuse(ErrorCode.busy, server.clock())
+            await self.flush_quietly()
+            return
+        self._admitted = True
+        while await self._step(conn, driver):
+            pass
 
-    async def _step(self) -> bool:
+    async def _step(self, conn: BoxConnection, driver: SessionDriver) -> bool:
+        await driver.wait_backlog(MAX_WRITE_BACKLOG)
         data = await self.channel.recv()
-        events = self.conn.receive_message(data, time.monotonic())
+        events = conn.receive_message(data, self.server.clock())
         keep_going = True
         for event in events:
             match event:
                 case PairingSecretRequested(secret_id=sid):
-                    self._secret_id = sid
                     psk = await asyncio.to_thread(self.server.registry.pairing_psk, sid, time.time())
-                    if psk is not None:
-                        self.pairing_pending = sid
-                    self.conn.provide_secret(psk)
+                    conn.provide_secret(psk)  # None: a random psk, answered exactly alike
                 case PhoneAuthenticated(phone_key=key, pairing=pairing):
-                    await self._decide(key, pairing)
+                    self.release_admission()
+                    keep_going = await self._decide(conn, key, pairing)
                 case MessageReceived(payload=payload):
-                    await self._on_app(payload)
+                    self._on_app(payload)
                 case PeerClosed():
                     keep_going = False
                 case PeerError(code=code):
                     log.info("peer_error", phone=self.phone, code=code.name)
                     keep_going = False
-        await self._flush()
+        driver.kick()
+        if not keep_going:
+            await self.flush_quietly()
         return keep_going
 
-    async def _decide(self, key: bytes, pairing: bool) -> None:
+    async def _decide(self, conn: BoxConnection, key: bytes, pairing: bool) -> bool:
         registry = self.server.registry
-        self.phone = phone_id(key)
         now = time.time()
         if pairing:
-            assert self._secret_id is not None
-            outcome = await asyncio.to_thread(registry.complete_pairing, self._secret_id, key, now)
-            self.pairing_pending = None  # completed, or already used by another phone: not a guess
+            assert conn.secret_id is not None
+            outcome = await asyncio.to_thread(registry.complete_pairing, conn.secret_id, key, now)
             if outcome is not PairingOutcome.enrolled:
-                code = (
-                    ErrorCode.phone_revoked
-                    if outcome is PairingOutcome.revoked
-                    else ErrorCode.pairing_secret_invalid
-                )
-                self.server.stats.refused += 1
-                self.conn.refuse(code)
-                await self._flush()
-                raise SessionError(code, f"pairing refused ({outcome.value})")
+                code = {
+                    PairingOutcome.revoked: ErrorCode.phone_revoked,
+                    PairingOutcome.conflict: ErrorCode.phone_id_conflict,
+                }.get(outcome, ErrorCode.pairing_secret_invalid)
+                return self._refuse(conn, code, f"pairing refused ({outcome.value})")
             self.server.stats.pairings += 1
+            self.phone = phone_id(key)
             log.info("phone_paired", phone=self.phone)
         else:
             status = await asyncio.to_thread(registry.phone_status, key)
             if status is not PhoneStatus.enrolled:
                 code = ErrorCode.phone_revoked if status is PhoneStatus.revoked else ErrorCode.phone_unknown
-                self.server.stats.refused += 1
-                self.conn.refuse(code)
-                await self._flush()
-                raise SessionError(code, f"phone refused ({status.value})")
-        self.conn.accept(time.monotonic())
+                return self._refuse(conn, code, f"phone refused ({status.value})")
+            self.phone = phone_id(key)
+        conn.accept(self.server.clock())
         self.server.stats.sessions += 1
-        log.info("session_established", phone=self.phone, session=self.conn.session_id.hex(), pairing=pairing)
+        log.info("session_established", phone=self.phone, session=conn.session_id.hex(), pairing=pairing)
+        return True
 
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            for message in self.conn.data_to_send():
-                await self.channel.send(message)
+    def _refuse(self, conn: BoxConnection, code: ErrorCode, why: str) -> bool:
+        self.server.stats.refused += 1
+        log.info("phone_refused", code=code.name, reason=why)
+        conn.refuse(code, self.server.clock())  # an encrypted ERROR record, as long as ACCEPT
+        return False
 
-    async def close_quietly(self) -> None:
-        """Queue and send an authenticated CLOSE (when established); errors are ignored."""
-        with contextlib.suppress(SessionError, LinkClosed):
-            async with self._send_lock:
-                self.conn.close(time.monotonic())
-                for data in self.conn.data_to_send():
-                    await self.channel.send(data)
+    async def flush_quietly(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until what the connection queued, e.g. an ERROR, is on the link."""
+        if self.driver is None:
+            return
+        with contextlib.suppress(SessionError, LinkClosed, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.driver.flush()
 
-    async def flush_quietly(self) -> None:
-        with contextlib.suppress(SessionError, LinkClosed):
-            await self._flush()
+    async def end_quietly(self, code: ErrorCode) -> None:
+        """End the session now with `code` (encrypted once keys exist); errors are ignored."""
+        if self.conn is not None:
+            self.conn.abort(code, self.server.clock())
+            await self.flush_quietly()
 
     async def send_app(self, message: app.AppMessage) -> None:
-        async with self._send_lock:
-            self.conn.send_message(app.encode(message), time.monotonic())
-            for data in self.conn.data_to_send():
-                await self.channel.send(data)
+        """Queue one application message and wait until it is on the link (responder tasks)."""
+        assert self.conn is not None and self.driver is not None
+        self.conn.send_message(app.encode(message), self.server.clock())
+        await self.driver.flush()
 
-    async def _on_app(self, payload: bytes) -> None:
+    def _queue_app(self, message: app.AppMessage) -> None:
+        """Queue a reply from the receive loop; the writer task sends it."""
+        assert self.conn is not None
+        self.conn.send_message(app.encode(message), self.server.clock())
+
+    def _on_app(self, payload: bytes) -> None:
         try:
             msg = app.decode(payload)
         except app.MessageError as exc:
-            await self._queue_app(app.Error(code=exc.kind, message=str(exc), id=exc.request_id))
+            self._queue_app(app.Error(code=exc.kind, message=str(exc), id=exc.request_id))
             return
         match msg:
             case app.Prompt():
-                await self._on_prompt(msg)
+                self._on_prompt(msg)
             case app.Cancel(id=rid):
                 task = self._requests.get(rid)
                 if task is not None:
                     task.cancel()
             case app.Ping(nonce=nonce):
-                await self._queue_app(app.Pong(nonce=nonce))
+                self._queue_app(app.Pong(nonce=nonce))
             case _:
-                await self._queue_app(
+                self._queue_app(
                     app.Error(
                         code=app.ErrorKind.invalid_message, message="message type not accepted by the box"
                     )
                 )
 
-    async def _queue_app(self, message: app.AppMessage) -> None:
-        # Called from inside _step (the connection is not shared with another writer then).
-        self.conn.send_message(app.encode(message), time.monotonic())
-
-    async def _on_prompt(self, prompt: app.Prompt) -> None:
+    def _on_prompt(self, prompt: app.Prompt) -> None:
         if prompt.id in self._requests:
-            await self._queue_app(
+            self._queue_app(
                 app.Error(
                     code=app.ErrorKind.duplicate_id, message="a request with this id is running", id=prompt.id
                 )
             )
             return
         if len(self._requests) >= MAX_INFLIGHT_PROMPTS:
-            await self._queue_app(
+            self._queue_app(
                 app.Error(code=app.ErrorKind.busy, message="too many requests in flight", id=prompt.id)
             )
             return
@@ -373,3 +439,5 @@ class _LinkSession:
         for task in list(self._requests.values()):
             task.cancel()
         await asyncio.gather(*self._requests.values(), return_exceptions=True)
+        if self.driver is not None:
+            await self.driver.close()

@@ -1,11 +1,13 @@
 """The box's phone registry on the encrypted store (SQLCipher), shared by the server and the CLI.
 
-Theory of operation: pairing secrets live in the store's `pairing_secrets` table, indexed by the
-store's integer id (its 8-byte big-endian form is the QR code's secret id) and holding only
-psk = pairing_psk(secret). `pairing_psk` returns that hash while the secret is usable (the handshake
-mixes it into its keys); failed pairings call `record_attempt`, which locks the secret at its limit;
-a completed pairing consumes the secret and enrols the phone in one transaction, so exactly one
-phone can win a secret even across processes. Phones are looked up by public key. Every call is
+Theory of operation: pairing secrets live in the store's `pairing_secrets` table under a random
+64-bit id (the QR code's 8 random secret-id bytes, big-endian; the store range-checks it and keeps
+it in SQLite's signed INTEGER range, so any 8 bytes a peer sends are looked up, none overflows). The
+table holds only psk = pairing_psk(secret). `pairing_psk` returns that hash while the secret is
+usable (the handshake mixes it into its keys); failed pairings call `record_attempt`, which locks
+the secret at its limit; a completed pairing consumes the secret and enrols the phone in one
+transaction, so exactly one phone can win a secret even across processes. Phones are looked up and
+compared by full public key; the phone id (a hash prefix) only labels them. Every call is
 synchronous SQLite: the server runs them in a worker thread.
 """
 
@@ -22,7 +24,10 @@ from edgebox.store.store import Store
 log = get_logger("edgebox.box.registry")
 
 
-def _secret_index(secret_id: bytes) -> int:
+def _secret_index(secret_id: bytes) -> int | None:
+    """The store key of a peer-supplied secret id, or None if it is not exactly 8 bytes."""
+    if len(secret_id) != SECRET_ID_LEN:
+        return None
     return int.from_bytes(secret_id, "big")
 
 
@@ -47,11 +52,15 @@ class StoreRegistry:
         )
 
     def pairing_psk(self, secret_id: bytes, now: float) -> bytes | None:
-        return self.store.pairing.usable_hash(_secret_index(secret_id))
+        index = _secret_index(secret_id)
+        return None if index is None else self.store.pairing.usable_hash(index)
 
     def pairing_failed(self, secret_id: bytes, now: float) -> None:
+        index = _secret_index(secret_id)
+        if index is None:
+            return
         try:
-            after = self.store.pairing.record_attempt(_secret_index(secret_id))
+            after = self.store.pairing.record_attempt(index)
         except NotFoundError:
             return
         if after.locked_at is not None:
@@ -60,9 +69,13 @@ class StoreRegistry:
     def complete_pairing(self, secret_id: bytes, phone_key: bytes, now: float) -> PairingOutcome:
         pid = phone_id(phone_key)
         existing = self.store.phones.get(pid)
+        if existing is not None and existing.public_key != phone_key:
+            return PairingOutcome.conflict
         if existing is not None and existing.revoked:
             return PairingOutcome.revoked
         index = _secret_index(secret_id)
+        if index is None:
+            return PairingOutcome.secret_invalid
         psk = self.store.pairing.usable_hash(index)
         if psk is None:
             return PairingOutcome.secret_invalid

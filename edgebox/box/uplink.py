@@ -15,7 +15,6 @@ Not here yet (the uplink issue): the durable outbox for when the WAN is down and
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,21 +25,12 @@ import aiohttp
 from edgebox.box.responder import RequestContext
 from edgebox.log import get_logger
 from edgebox.pipeline import trace as tracing
+from edgebox.pipeline.codes import ErrorCode
+from edgebox.pipeline.openai_schema import chat_request_body
+from edgebox.pipeline.sse import SseError, SseParser, decode_chunk
 from edgebox.session.messages import Done, ErrorKind, MessageError, Prompt, Usage
 
 log = get_logger("edgebox.box.uplink")
-
-# Gateway error codes (docs/gateway.md) -> session error codes; anything else is upstream_error.
-_ERROR_KINDS = {
-    "quota_exceeded": ErrorKind.quota_exceeded,
-    "request_exceeds_quota": ErrorKind.too_large,
-    "too_large": ErrorKind.too_large,
-    "prompt_blocked": ErrorKind.injection_blocked,
-    "upstream_unavailable": ErrorKind.upstream_unavailable,
-    "upstream_busy": ErrorKind.upstream_unavailable,
-    "upstream_timeout": ErrorKind.upstream_unavailable,
-    "backend_unavailable": ErrorKind.upstream_unavailable,
-}
 
 
 @dataclass(frozen=True)
@@ -78,19 +68,17 @@ class GatewayResponder:
 
     async def respond(self, prompt: Prompt, ctx: RequestContext) -> AsyncIterator[str | Done]:
         parent = tracing.parse(prompt.trace) or tracing.new()
-        body = {
-            "model": self.cfg.model,
-            "messages": [{"role": m.role.value, "content": m.content} for m in prompt.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": prompt.options.max_tokens,
-            "temperature": prompt.options.temperature,
-        }
+        body = chat_request_body(
+            prompt.messages,
+            model=self.cfg.model,
+            max_tokens=prompt.options.max_tokens,
+            temperature=prompt.options.temperature,
+        )
         headers = {"traceparent": parent.child().format(), "Content-Type": "application/json"}
         usage = Usage()
         finish: str = "stop"
         try:
-            async with self._client().post("/v1/chat/completions", json=body, headers=headers) as resp:
+            async with self._client().post("/v1/chat/completions", data=body, headers=headers) as resp:
                 echoed = resp.headers.get("traceparent")
                 if resp.status != 200:
                     raise await _refusal(resp)
@@ -121,7 +109,8 @@ async def _refusal(resp: aiohttp.ClientResponse) -> MessageError:
         code = str(err["code"])
     except (ValueError, KeyError, TypeError, aiohttp.ClientError):
         code = "upstream_error"
-    kind = _ERROR_KINDS.get(code, ErrorKind.upstream_error)
+    known = ErrorCode.parse(code)
+    kind = ErrorKind(known.session_kind) if known is not None else ErrorKind.upstream_error
     exc = MessageError(kind, f"the gateway refused the request ({code})")
     retry = resp.headers.get("Retry-After")
     exc.retry_after_s = float(retry) if retry and retry.isdigit() else None
@@ -129,31 +118,25 @@ async def _refusal(resp: aiohttp.ClientResponse) -> MessageError:
 
 
 async def _sse_deltas(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Usage | None, str | None]]:
-    """(text delta, usage if this chunk has it, finish_reason) for each `data:` event."""
-    async for raw in resp.content:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise MessageError(
-                ErrorKind.upstream_error, "the gateway sent a malformed stream event"
-            ) from None
-        usage = None
-        if isinstance(event.get("usage"), dict):
-            u = event["usage"]
-            usage = Usage(
-                int(u.get("prompt_tokens", 0)),
-                int(u.get("completion_tokens", 0)),
-                int(u.get("total_tokens", 0)),
-            )
-        for choice in event.get("choices") or []:
-            delta = (choice.get("delta") or {}).get("content") or ""
-            yield delta, usage, choice.get("finish_reason")
-            usage = None
-        if usage is not None:
-            yield "", usage, None
+    """(text delta, usage if this chunk has it, finish_reason) for each chunk event
+    (edgebox.pipeline.sse parses the stream)."""
+    parser = SseParser()
+    try:
+        async for raw in resp.content.iter_any():
+            for event in parser.feed(raw):
+                if event.done:
+                    return
+                if not event.data:
+                    continue
+                chunk = decode_chunk(event)
+                u = chunk.usage
+                usage = Usage(u.prompt_tokens, u.completion_tokens, u.total) if u is not None else None
+                yield chunk.text, usage, chunk.finish_reason
+        for event in parser.close():
+            if event.data and not event.done:
+                chunk = decode_chunk(event)
+                u = chunk.usage
+                usage = Usage(u.prompt_tokens, u.completion_tokens, u.total) if u is not None else None
+                yield chunk.text, usage, chunk.finish_reason
+    except SseError:
+        raise MessageError(ErrorKind.upstream_error, "the gateway sent a malformed stream event") from None

@@ -1,8 +1,9 @@
 """The gateway's audit log: one JSON line per decision, independent of the log level.
 
 Theory of operation: every request that reaches the gateway's request path produces exactly one
-audit record — device (box id + cert serial), trace id, decision (allow, flag, block, reject,
-quota, revoke, error), status, classifier score and token counts (estimate, prompt, completion). Prompt
+audit record — device (box id + cert serial), the phone the box names, trace id, decision (allow,
+flag, block, reject, quota, replay, renew, enrol, error; anomaly records: throttle_phone,
+suspend_phone, revoke_box), status, classifier score and token counts (estimate, prompt, completion). Prompt
 text is never a field. Revocations by the anomaly watch add a record whose `explanation` says which
 threshold was crossed. Records go to a file (appended, line-buffered) or stderr ("-"), encoded by
 msgspec so the writer is cheap enough for the hot path.
@@ -25,6 +26,7 @@ class AuditRecord(msgspec.Struct, omit_defaults=True):
     trace_id: str
     decision: str
     status: int
+    phone: str | None = None
     code: str | None = None
     model: str | None = None
     stream: bool = False

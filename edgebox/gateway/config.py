@@ -21,7 +21,8 @@ Count = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class AnomalyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Per-device thresholds; crossing any of them revokes the box and raises an alert."""
+    """Per-device thresholds (edgebox.gateway.anomaly): phone-level ones throttle and then suspend one
+    phone, box-level ones revoke the box; each verdict is audited and posted to `webhook_url`."""
 
     enabled: bool = True
     window_s: Positive = 60.0
@@ -30,7 +31,19 @@ class AnomalyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_identical_prompts: Count = 30
     rate_window_s: Positive = 10.0
     max_requests_per_rate_window: Count = 300
+    phone_throttle_after: Count = 3  # bad events (validation failures + blocked) in window_s
+    phone_throttle_s: Positive = 30.0
+    phone_suspend_after: Count = 6
+    phone_suspend_s: Positive = 86_400.0
+    max_suspended_phones: Count = 3  # more phones suspended within phone_suspend_s: revoke the box
     webhook_url: str | None = None
+
+
+class TelemetrySection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """OpenTelemetry: spans are always made (their ids are in the audit log); exported over OTLP/HTTP
+    only when `otlp_endpoint` is set (e.g. "http://collector:4318")."""
+
+    otlp_endpoint: str | None = None
 
 
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -50,15 +63,24 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     idle_timeout_s: Positive = 30.0  # idle keep-alive connections, and slow request headers
     quota_tokens: Count = 200_000
     quota_window_s: Positive = 3600.0
+    quota_max_inflight: Count = 16  # unreconciled requests per device: bounds any quota overshoot
     default_max_tokens: Count = 1024
-    classifier: str = "rules"  # "rules" (built in) or "model" (edgebox models build)
+    classifier: str = "model"  # "model" (edgebox models build) or "rules" (built in)
     classifier_threads: Count = 2
     injection_flag_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     injection_block_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
     cert_lifetime_hours: Positive = 24.0
     revocation_sweep_s: Positive = 1.0
     audit_file: str = "-"  # "-" = stderr
+    signer_socket: str | None = None  # the signing service (edgebox pki signer); None = CA key here (dev)
+    max_connections: Count = 4096
+    max_connections_per_source: Count = 256
+    handshake_timeout_s: Positive = 3.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None  # None = no /metrics
+    idempotency_ttl_s: Positive = 86_400.0
     anomaly: AnomalyConfig = AnomalyConfig()
+    telemetry: TelemetrySection = TelemetrySection()
 
 
 def load_config(path: Path | None = None, **overrides: object) -> GatewayConfig:

@@ -1,7 +1,8 @@
 """Typed gateway errors and their HTTP mapping (OpenAI-style JSON error bodies).
 
-Theory of operation: every refusal the gateway sends is a `GatewayError` with a stable `code`
-(documented in docs/gateway.md) and an HTTP status chosen by meaning: 400 bad request content,
+Theory of operation: every refusal the gateway sends is a `GatewayError` with a stable `ErrorCode`
+(edgebox.pipeline.codes, documented in docs/gateway.md) and the HTTP status that table gives it, chosen
+by meaning: 400 bad request content,
 403 identity problems (revoked / expired / unknown device), 408 slow body, 413 body too large,
 429 + Retry-After for quota (never 401: a quota is not an authentication failure), 502/503/504 for the
 upstream. Messages are fixed texts or name JSON paths — never a value from the request, never the
@@ -15,59 +16,43 @@ import math
 import msgspec
 
 from edgebox.errors import EdgeboxError
-
-STATUS_BY_CODE: dict[str, int] = {
-    "malformed_json": 400,
-    "malformed_http": 400,
-    "invalid_request": 400,
-    "unknown_field": 400,
-    "missing_field": 400,
-    "too_large": 400,
-    "prompt_blocked": 400,
-    "request_exceeds_quota": 400,
-    "csr_invalid": 400,
-    "unsupported_media_type": 415,
-    "body_too_large": 413,
-    "body_timeout": 408,
-    "body_incomplete": 400,
-    "certificate_revoked": 403,
-    "certificate_expired": 403,
-    "device_unknown": 403,
-    "renewal_unavailable": 503,
-    "quota_exceeded": 429,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "upstream_unavailable": 502,
-    "upstream_error": 502,
-    "upstream_busy": 503,
-    "upstream_timeout": 504,
-    "internal_error": 500,
-    "backend_unavailable": 503,
-}
+from edgebox.pipeline.codes import ErrorCode
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
+    401: "authentication_error",
     403: "permission_error",
     408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
+    409: "invalid_request_error",
     429: "rate_limit_error",
 }
 
 
 class GatewayError(EdgeboxError):
     def __init__(
-        self, code: str, message: str, *, param: str | None = None, retry_after: float | None = None
+        self,
+        code: ErrorCode | str,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, code=code)
-        self.status = STATUS_BY_CODE.get(code, 400)
+        known = ErrorCode.parse(code)
+        super().__init__(message, code=str(known or ErrorCode.invalid_request))
+        self.error_code = known or ErrorCode.invalid_request
+        self.status = self.error_code.status
         self.param = param
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+        out: dict[str, str] = {}
+        if not self.error_code.retryable:
+            out["x-should-retry"] = "false"  # the OpenAI SDKs honour it: no blind retries of a 5xx
+        if self.retry_after is not None:
+            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return out
 
 
 class _ErrorBody(msgspec.Struct, omit_defaults=True):

@@ -15,6 +15,7 @@ from edgebox import paths
 from edgebox.errors import EdgeboxError
 from edgebox.phone import client
 from edgebox.phone.keystore import PhoneKeystore
+from edgebox.session.config import SessionConfig
 from edgebox.session.invite import PairingInvite
 from edgebox.transport.base import DatagramLink
 
@@ -63,6 +64,10 @@ async def _open_link(args: argparse.Namespace, box_id: str | None) -> DatagramLi
     raise TransportChoiceError("choose a transport: --socket PATH or --ble")
 
 
+def _config(args: argparse.Namespace) -> SessionConfig:
+    return SessionConfig(handshake_timeout_s=float(args.timeout))
+
+
 def _keystore(args: argparse.Namespace) -> PhoneKeystore:
     return PhoneKeystore.load_or_create(args.keystore or paths.phone_keystore())
 
@@ -73,7 +78,7 @@ def _run_pair(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         link = await _open_link(args, invite.box_id.hex())
-        session = await client.pair(link, keystore, invite, timeout=args.timeout)
+        session = await client.pair(link, keystore, invite, config=_config(args))
         await session.close()
 
     asyncio.run(go())
@@ -87,7 +92,7 @@ def _run_ask(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         link = await _open_link(args, box.box_id)
-        async with await client.connect(link, keystore, box, timeout=args.timeout) as session:
+        async with await client.connect(link, keystore, box, config=_config(args)) as session:
             async for item in session.ask_stream(args.text):
                 if isinstance(item, str):
                     sys.stdout.write(item)

@@ -1,11 +1,14 @@
 """The reference phone client (async), over any `DatagramLink`.
 
 Theory of operation: `pair(link, invite)` and `connect(link, box)` run the framing exchange and the
-sans-I/O `PhoneConnection` handshake and return a `PhoneSession`. The session owns one dispatcher
-task that always drains the channel (so the box is never blocked by a slow reader) and routes each
-application message to the request it belongs to by id. `ask()` sends a `prompt` and yields the
+sans-I/O `PhoneConnection` handshake and return a `PhoneSession`. A `SessionDriver` writes what the
+connection queues and drives its clock (the one handshake deadline, then rekeys and keep-alives),
+so a session idle for hours still works. The session owns one dispatcher task that always drains
+the channel (so the box is never blocked by a slow reader) and routes each application message to
+the request it belongs to by id. `ask()` sends a `prompt` and yields the
 streamed text; the final `done` is available as `Answer.done`. Box-side `error`s raise `AppError`
-with the typed code; protocol failures raise `SessionError`; link loss raises `LinkClosed`.
+with the typed code; protocol failures and refusals raise `RemoteProtocolError`; link loss raises
+`LinkClosed`. All limits come from one `SessionConfig`.
 """
 
 from __future__ import annotations
@@ -14,22 +17,22 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgebox.errors import EdgeboxError
 from edgebox.phone.keystore import PairedBox, PhoneKeystore
 from edgebox.pipeline.chat import ChatMessage, Role
 from edgebox.session import messages as app
+from edgebox.session.config import DEFAULT_CONFIG, SessionConfig
 from edgebox.session.connection import MessageReceived, PeerClosed, PeerError, PhoneConnection
-from edgebox.session.errors import ErrorCode, SessionError
-from edgebox.session.framing import DEFAULT_WINDOW
+from edgebox.session.errors import ErrorCode, RemoteProtocolError, SessionError
 from edgebox.session.framing import Role as FramingRole
 from edgebox.session.invite import InviteError, PairingInvite
 from edgebox.transport.base import DatagramLink, LinkClosed
 from edgebox.transport.channel import FramedChannel
+from edgebox.transport.driver import SessionDriver
 
-HANDSHAKE_TIMEOUT_S = 30.0
 _ids = itertools.count(1)
 
 
@@ -53,33 +56,36 @@ class Answer:
 
 
 async def _handshake(
-    link: DatagramLink, conn: PhoneConnection, window: int, timeout: float
-) -> tuple[FramedChannel, PhoneConnection]:
-    channel = FramedChannel(link, FramingRole.phone, window=window)
+    link: DatagramLink,
+    make: Callable[[bytes], PhoneConnection],
+    config: SessionConfig,
+) -> tuple[FramedChannel, PhoneConnection, SessionDriver]:
+    channel = FramedChannel(link, FramingRole.phone, config)
+    driver: SessionDriver | None = None
     try:
         await channel.open()
-        conn.start()
-        async with asyncio.timeout(timeout):
-            while not conn.established:
-                for message in conn.data_to_send():
-                    await channel.send(message)
-                data = await channel.recv()
-                for event in conn.receive_message(data, time.monotonic()):
-                    if isinstance(event, PeerError):
-                        raise SessionError(event.code, f"box refused the session ({event.code.name})")
-            for message in conn.data_to_send():
-                await channel.send(message)
-    except TimeoutError:
-        await channel.close()
-        raise SessionError(ErrorCode.timeout, "handshake timed out") from None
+        conn = make(channel.capabilities)
+        driver = SessionDriver(channel, conn)
+        conn.start(driver.clock())
+        driver.start()
+        while not conn.established:
+            data = await channel.recv()  # the handshake deadline fails the channel (timeout)
+            events = conn.receive_message(data, driver.clock())
+            driver.kick()
+            for event in events:
+                if isinstance(event, PeerError):
+                    raise RemoteProtocolError(event.code, f"box refused the session ({event.code.name})")
+        await driver.flush()
     except BaseException:
         # Tell the box why, if we can, then drop the link.
-        with contextlib.suppress(Exception):
-            for message in conn.data_to_send():
-                await channel.send(message)
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await driver.flush()
+            await driver.close()
         await channel.close()
         raise
-    return channel, conn
+    return channel, conn, driver
 
 
 async def pair(
@@ -87,18 +93,24 @@ async def pair(
     keystore: PhoneKeystore,
     invite: PairingInvite,
     *,
-    window: int = DEFAULT_WINDOW,
-    timeout: float = HANDSHAKE_TIMEOUT_S,
+    config: SessionConfig = DEFAULT_CONFIG,
 ) -> PhoneSession:
     """Pair with the box named by `invite` (from its QR code) and return the open session."""
     if invite.expired(time.time()):
         raise InviteError("pairing code has expired; show a new one on the box", code="invite_expired")
-    conn = PhoneConnection(
-        keystore.identity, invite.box_key_hash, pairing_secret=(invite.secret_id, invite.secret)
-    )
-    channel, conn = await _handshake(link, conn, window, timeout)
+
+    def make(caps: bytes) -> PhoneConnection:
+        return PhoneConnection(
+            keystore.identity,
+            invite.box_key_hash,
+            capabilities=caps,
+            config=config,
+            pairing_secret=(invite.secret_id, invite.secret),
+        )
+
+    channel, conn, driver = await _handshake(link, make, config)
     keystore.remember(PairedBox(invite.box_id.hex(), invite.box_key_hash, int(time.time())))
-    return PhoneSession(channel, conn)
+    return PhoneSession(channel, conn, driver)
 
 
 async def connect(
@@ -106,22 +118,24 @@ async def connect(
     keystore: PhoneKeystore,
     box: PairedBox,
     *,
-    window: int = DEFAULT_WINDOW,
-    timeout: float = HANDSHAKE_TIMEOUT_S,
+    config: SessionConfig = DEFAULT_CONFIG,
 ) -> PhoneSession:
     """Open an authenticated session with a box this phone paired with before."""
-    conn = PhoneConnection(keystore.identity, box.key_hash)
-    channel, conn = await _handshake(link, conn, window, timeout)
-    return PhoneSession(channel, conn)
+
+    def make(caps: bytes) -> PhoneConnection:
+        return PhoneConnection(keystore.identity, box.key_hash, capabilities=caps, config=config)
+
+    channel, conn, driver = await _handshake(link, make, config)
+    return PhoneSession(channel, conn, driver)
 
 
 class PhoneSession:
-    def __init__(self, channel: FramedChannel, conn: PhoneConnection) -> None:
+    def __init__(self, channel: FramedChannel, conn: PhoneConnection, driver: SessionDriver) -> None:
         self.channel = channel
         self.conn = conn
+        self.driver = driver
         self._routes: dict[str, asyncio.Queue[app.AppMessage | BaseException]] = {}
         self._pongs: dict[int, asyncio.Future[None]] = {}
-        self._send_lock = asyncio.Lock()
         self._error: BaseException | None = None
         self._dispatcher = asyncio.create_task(self._dispatch(), name="phone-dispatch")
 
@@ -133,13 +147,15 @@ class PhoneSession:
         try:
             while True:
                 data = await self.channel.recv()
-                for event in self.conn.receive_message(data, time.monotonic()):
+                events = self.conn.receive_message(data, self.driver.clock())
+                self.driver.kick()
+                for event in events:
                     if isinstance(event, MessageReceived):
                         self._route(app.decode(event.payload))
                     elif isinstance(event, PeerClosed):
                         raise LinkClosed("box closed the session")
                     elif isinstance(event, PeerError):
-                        raise SessionError(event.code, f"box ended the session ({event.code.name})")
+                        raise RemoteProtocolError(event.code, f"box ended the session ({event.code.name})")
         except (SessionError, LinkClosed, app.MessageError) as exc:
             self._error = exc
         except asyncio.CancelledError:
@@ -166,10 +182,8 @@ class PhoneSession:
     async def _send(self, msg: app.AppMessage) -> None:
         if self._error is not None:
             raise self._error
-        async with self._send_lock:
-            self.conn.send_message(app.encode(msg), time.monotonic())
-            for data in self.conn.data_to_send():
-                await self.channel.send(data)
+        self.conn.send_message(app.encode(msg), self.driver.clock())
+        await self.driver.flush()
 
     async def ask_stream(
         self,
@@ -231,10 +245,8 @@ class PhoneSession:
 
     async def send_raw(self, payload: bytes) -> None:
         """Send arbitrary bytes as one DATA record (tests: invalid application messages)."""
-        async with self._send_lock:
-            self.conn.send_message(payload, time.monotonic())
-            for data in self.conn.data_to_send():
-                await self.channel.send(data)
+        self.conn.send_message(payload, self.driver.clock())
+        await self.driver.flush()
 
     async def next_unrouted_error(self, timeout: float = 10.0) -> app.Error:
         """Wait for an `error` without a request id (answer to an invalid message)."""
@@ -253,10 +265,10 @@ class PhoneSession:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            async with self._send_lock:
-                self.conn.close(time.monotonic())
-                for data in self.conn.data_to_send():
-                    await self.channel.send(data)
+            self.conn.close(self.driver.clock())
+            async with asyncio.timeout(2.0):
+                await self.driver.flush()
+        await self.driver.close()
         self._dispatcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._dispatcher

@@ -8,8 +8,10 @@ charge are one atomic step, so concurrent requests can never jointly pass the ch
 charge is *reconciled* to the real usage reported by the upstream (usually lower). A reservation whose
 window already ran out when reconciling is charged afresh at reconcile time, so long streams still
 count. Because admission is atomic, the charged total can exceed the limit only by what in-flight requests
-cost beyond their estimates (an upstream reporting more than estimated), which with the conservative
-estimate is zero for ordinary text and otherwise small against one request's estimate.
+cost beyond their estimates. The guarantee (docs/gateway.md, tests/gateway/test_replicas.py): with an
+estimate that is a true upper bound (the gateway's is) the limit is never exceeded; with an upstream
+that bills more than the bound, the excess within a window is at most `max_inflight` requests' overrun,
+because at most `max_inflight` reservations of a key are unreconciled at any time.
 
 Two backends with the same semantics:
 - `MemoryQuota`: one process (the gateway's single-replica default, the box's per-phone quotas).
@@ -43,6 +45,16 @@ class QuotaExceeded(EdgeboxError):
         self.retry_after = retry_after
 
 
+class QuotaInFlight(EdgeboxError):
+    """Too many of this key's requests are in flight (reserved, not yet reconciled)."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        super().__init__("too many requests of this device are in flight; retry shortly")
+        self.retry_after = retry_after
+
+
 class QuotaRequestTooLarge(EdgeboxError):
     code = "request_exceeds_quota"
 
@@ -54,10 +66,14 @@ class QuotaRequestTooLarge(EdgeboxError):
 class QuotaLimit:
     tokens: int
     window_s: float
+    max_inflight: int | None = None  # reservations not yet reconciled, per key (None = unbounded)
+    inflight_ttl_s: float = 600.0  # an in-flight slot whose reconcile never came (a replica died)
 
     def __post_init__(self) -> None:
         if self.tokens < 1 or self.window_s <= 0:
             raise ValueError("quota tokens must be >= 1 and window_s > 0")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise ValueError("max_inflight must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,7 @@ class MemoryQuota:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._logs: dict[str, _Log] = {}
+        self._inflight: dict[str, dict[str, float]] = {}  # key -> rid -> expiry
 
     def _log(self, key: str, limit: QuotaLimit) -> tuple[_Log, float]:
         now = self._clock()
@@ -138,6 +155,12 @@ class MemoryQuota:
         if estimate > limit.tokens:
             raise QuotaRequestTooLarge()
         log, now = self._log(key, limit)
+        flying = self._inflight.setdefault(key, {})
+        if limit.max_inflight is not None:
+            for rid in [r for r, until in flying.items() if until <= now]:
+                del flying[rid]
+            if len(flying) >= limit.max_inflight:
+                raise QuotaInFlight()
         if log.total + estimate > limit.tokens:
             need = log.total + estimate - limit.tokens
             freed = 0
@@ -150,10 +173,17 @@ class MemoryQuota:
             raise QuotaExceeded(max(retry, 0.001))
         rid = _new_rid()
         log.add(now, rid, estimate)
+        if limit.max_inflight is not None:
+            flying[rid] = now + limit.inflight_ttl_s
         return Reservation(key, rid, estimate)
 
     def reconcile_now(self, reservation: Reservation, actual: int, limit: QuotaLimit) -> None:
         actual = max(0, actual)
+        flying = self._inflight.get(reservation.key)
+        if flying is not None:
+            flying.pop(reservation.rid, None)
+            if not flying:
+                del self._inflight[reservation.key]
         log, now = self._log(reservation.key, limit)
         c = log.by_rid.get(reservation.rid)
         if c is not None:
@@ -176,10 +206,12 @@ class MemoryQuota:
 
     async def close(self) -> None:
         self._logs.clear()
+        self._inflight.clear()
 
 
-# KEYS[1] = zset (member rid, score ms), KEYS[2] = hash (rid -> tokens).
-# ARGV: estimate, limit, window_ms, rid, mode ("reserve" | "reconcile" | "used")
+# KEYS[1] = zset (member rid, score ms), KEYS[2] = hash (rid -> tokens), KEYS[3] = zset of in-flight
+# rids (score = expiry ms). ARGV: estimate, limit, window_ms, rid, mode ("reserve" | "reconcile" |
+# "used"), max_inflight (0 = unbounded), inflight_ttl_ms. All keys share the key's hash tag.
 _LUA = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -200,7 +232,9 @@ local used = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[2])) do used = used + tonumber(v) end
 if mode == 'used' then return {1, 0, used} end
 local ttl = window + 60000
+local max_inflight = tonumber(ARGV[6])
 if mode == 'reconcile' then
+  redis.call('ZREM', KEYS[3], rid)
   if redis.call('HEXISTS', KEYS[2], rid) == 1 then
     redis.call('HSET', KEYS[2], rid, est)
   elseif est > 0 then
@@ -210,6 +244,10 @@ if mode == 'reconcile' then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   return {1, 0, used}
+end
+if max_inflight > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= max_inflight then return {2, 1000, used} end
 end
 if used + est > limit then
   local need = used + est - limit
@@ -229,6 +267,11 @@ redis.call('ZADD', KEYS[1], now, rid)
 redis.call('HSET', KEYS[2], rid, est)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
+if max_inflight > 0 then
+  local inflight_ttl = tonumber(ARGV[7])
+  redis.call('ZADD', KEYS[3], now + inflight_ttl, rid)
+  redis.call('PEXPIRE', KEYS[3], inflight_ttl + 1000)
+end
 return {1, 0, used + est}
 """
 
@@ -243,11 +286,15 @@ class RedisQuota:
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}:{{{key}}}"
-        return [base + ":z", base + ":h"]
+        return [base + ":z", base + ":h", base + ":f"]
 
     async def _run(self, key: str, est: int, limit: QuotaLimit, rid: str, mode: str) -> list[int]:
         window_ms = max(1, round(limit.window_s * 1000))
-        result = await self._script(keys=self._keys(key), args=[est, limit.tokens, window_ms, rid, mode])
+        inflight = limit.max_inflight or 0
+        ttl_ms = max(1, round(limit.inflight_ttl_s * 1000))
+        result = await self._script(
+            keys=self._keys(key), args=[est, limit.tokens, window_ms, rid, mode, inflight, ttl_ms]
+        )
         return [int(x) for x in result]
 
     async def reserve(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation:
@@ -255,6 +302,8 @@ class RedisQuota:
             raise QuotaRequestTooLarge()
         rid = _new_rid()
         ok, retry_ms, _used = await self._run(key, estimate, limit, rid, "reserve")
+        if ok == 2:
+            raise QuotaInFlight(retry_ms / 1000)
         if not ok:
             raise QuotaExceeded(max(retry_ms, 1) / 1000)
         return Reservation(key, rid, estimate)
@@ -267,11 +316,3 @@ class RedisQuota:
 
     async def close(self) -> None:
         await asyncio.shield(self._client.aclose())
-
-
-def connect_redis(url: str, *, max_connections: int = 64) -> Any:
-    """A `redis.asyncio.Redis` whose pool waits for a free connection instead of failing under load."""
-    import redis.asyncio as aioredis
-
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
-    return aioredis.Redis(connection_pool=pool)

@@ -20,13 +20,14 @@ T = TypeVar("T")
 
 _PATH = re.compile(r" - at `(\$[^`]{0,200})`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`", re.DOTALL)
+_INTEGER = re.compile(r"^`([a-z_]{1,40})` must be an integer$")
 _MISSING = re.compile(r"^Object missing required field `([A-Za-z0-9_]{1,64})`")
 
 
 @dataclass(frozen=True, slots=True)
 class Invalid(Exception):
     """Why a document was refused: `code` is one of malformed_json, too_deep, unknown_field,
-    missing_field, invalid_value; `message` and `path` never contain input values."""
+    missing_field, invalid_value, invalid_encoding; `message` and `path` never contain input values."""
 
     code: str
     message: str
@@ -44,6 +45,8 @@ def explain(exc: msgspec.ValidationError) -> Invalid:
     if (r := _MISSING.match(head)) is not None:
         where = f"{path}.{r.group(1)}"
         return Invalid("missing_field", f"missing required field `{where}`", where)
+    if (r := _INTEGER.match(head)) is not None:
+        return Invalid("invalid_value", f"{head} at `{path}`", f"{path}.{r.group(1)}")
     if head.startswith(("Invalid enum value", "Invalid value")):
         return Invalid("invalid_value", f"value not allowed at `{path}`", path)
     if head.startswith(("Number out of range", "Expected")):
@@ -62,3 +65,5 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
         raise Invalid("malformed_json", "not valid JSON") from None
     except RecursionError:
         raise Invalid("too_deep", "JSON nested too deeply") from None
+    except UnicodeDecodeError:  # invalid UTF-8 anywhere (content, a key, overlong, encoded surrogate)
+        raise Invalid("invalid_encoding", "the body is not valid UTF-8") from None

@@ -1,4 +1,5 @@
-"""`edgebox pki …`: the operator's CA tooling (init, issue, server-cert, list, revoke, reinstate).
+"""`edgebox pki …`: the operator's CA tooling (init, issue, server-cert, list, revoke, reinstate,
+enrol-token, signer).
 
 Theory of operation: thin argparse wrappers over `DeviceCA` and the `CertStore`. The CA directory
 defaults to $EDGEBOX_PKI_DIR or ./var/pki; `--redis URL` points revocations and the issued list at the
@@ -101,12 +102,58 @@ async def _revoke_async(args: argparse.Namespace) -> int:
 
 
 async def _reinstate_async(args: argparse.Namespace) -> int:
+    box_id = check_box_id(args.box_id)
     store = open_store(_dir(args), args.redis)
     try:
-        found = await store.reinstate_box(check_box_id(args.box_id))
+        found = await store.reinstate_box(box_id)
     finally:
         await store.close()
+    if args.redis:  # the replicas' anomaly watch starts again from zero for this box
+        from edgebox.gateway.state import RedisDeviceState
+        from edgebox.redisconn import connect
+
+        state = RedisDeviceState(connect(args.redis, max_connections=2))
+        try:
+            await state.reset(box_id)
+        finally:
+            await state.close()
     return 0 if found else 1
+
+
+async def _enrol_token_async(args: argparse.Namespace) -> int:
+    from edgebox.pki.enrol import MAX_TTL_S, new_token, token_digest
+
+    box_id = check_box_id(args.box_id)
+    if not 30 <= args.ttl <= MAX_TTL_S:
+        from edgebox.pki.ca import PkiError
+
+        raise PkiError(f"--ttl must be between 30 and {MAX_TTL_S:g} seconds", code="usage")
+    token = new_token()
+    store = open_store(_dir(args), args.redis)
+    try:
+        await store.add_enrol_token(token_digest(token), box_id, args.ttl)
+    finally:
+        await store.close()
+    print(token)  # the only place the token ever appears; the store keeps its digest
+    return 0
+
+
+async def _signer_async(args: argparse.Namespace) -> int:
+    import signal
+
+    from edgebox.pki.signer import SigningService
+
+    service = SigningService(DeviceCA.load(_dir(args)), Path(args.socket))
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+    return 0
 
 
 def register(subparsers: Any) -> None:
@@ -149,10 +196,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reason", default="operator")
     p.set_defaults(func=lambda a: asyncio.run(_revoke_async(_need_target(a))))
 
-    p = sub.add_parser("reinstate", help="lift a box revocation")
+    p = sub.add_parser("reinstate", help="lift a box revocation (and restart its anomaly watch)")
     _store_args(p)
     p.add_argument("box_id")
     p.set_defaults(func=lambda a: asyncio.run(_reinstate_async(a)))
+
+    p = sub.add_parser("enrol-token", help="print a one-time enrolment token for a new box")
+    _store_args(p)
+    p.add_argument("--box-id", required=True)
+    p.add_argument("--ttl", type=float, default=900.0, help="seconds until the token expires (default 900)")
+    p.set_defaults(func=lambda a: asyncio.run(_enrol_token_async(a)))
+
+    p = sub.add_parser("signer", help="run the signing service (the only holder of the CA key)")
+    _store_args(p)
+    p.add_argument("--socket", required=True, help="Unix socket path the gateway replicas use")
+    p.set_defaults(func=lambda a: asyncio.run(_signer_async(a)))
 
 
 def _with_server_default(args: argparse.Namespace) -> argparse.Namespace:

@@ -8,7 +8,9 @@ request, so the check must be one cheap round trip:
   seen by the next request without any cache to go stale.
 - `RedisCertStore`: one set of revoked members (`box:<id>`, `serial:<hex>`) checked with a single
   SMISMEMBER, plus a hash of details; all replicas see a revocation at once.
-Issued certificates are recorded (serial, box id, expiry) for `edgebox pki list`.
+Issued certificates are recorded (serial, box id, expiry) for `edgebox pki list`. One-time enrolment
+tokens (`edgebox pki enrol-token`) are kept only as a SHA-256 digest with an expiry, and taking one
+deletes it in the same step (sqlite `DELETE … RETURNING`, Redis `GETDEL`), so a token works once.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class CertStore(Protocol):
     async def list_certs(self) -> list[CertRecord]: ...
 
     async def list_revoked(self) -> list[Revocation]: ...
+    async def add_enrol_token(self, digest: str, box_id: str, ttl_s: float) -> None: ...
+    async def take_enrol_token(self, digest: str) -> str | None: ...
 
     async def close(self) -> None: ...
 
@@ -59,6 +63,7 @@ class CertStore(Protocol):
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issued (serial TEXT PRIMARY KEY, box_id TEXT NOT NULL, not_after TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (subject TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS enrol (digest TEXT PRIMARY KEY, box_id TEXT NOT NULL, expires REAL NOT NULL);
 """
 
 
@@ -108,6 +113,21 @@ class SqliteCertStore:
         rows = self._db.execute("SELECT subject, reason, at FROM revoked ORDER BY at").fetchall()
         return [Revocation(s, r, a) for s, r, a in rows]
 
+    async def add_enrol_token(self, digest: str, box_id: str, ttl_s: float) -> None:
+        now = time.time()
+        self._db.execute("DELETE FROM enrol WHERE expires <= ?", (now,))
+        self._db.execute(
+            "INSERT INTO enrol (digest, box_id, expires) VALUES (?, ?, ?)", (digest, box_id, now + ttl_s)
+        )
+
+    async def take_enrol_token(self, digest: str) -> str | None:
+        row = self._db.execute(
+            "DELETE FROM enrol WHERE digest = ? RETURNING box_id, expires", (digest,)
+        ).fetchone()
+        if row is None or row[1] <= time.time():
+            return None
+        return str(row[0])
+
     async def close(self) -> None:
         self._db.close()
 
@@ -117,9 +137,12 @@ class RedisCertStore:
 
     def __init__(self, client: Any, prefix: str = "edgebox:pki") -> None:
         self._r = client
-        self._revoked = prefix + ":revoked"
-        self._details = prefix + ":revoked-details"
-        self._issued = prefix + ":issued"
+        # one hash tag for all of them: the multi-key transactions below stay on one cluster node
+        base = prefix + ":{pki}"
+        self._revoked = base + ":revoked"
+        self._details = base + ":revoked-details"
+        self._issued = base + ":issued"
+        self._enrol = base + ":enrol:"
 
     async def is_revoked(self, serial: str, box_id: str) -> bool:
         hits = await self._r.smismember(self._revoked, ["serial:" + serial, "box:" + box_id])
@@ -173,13 +196,22 @@ class RedisCertStore:
             out.append(Revocation(k.decode() if isinstance(k, bytes) else str(k), d["reason"], d["at"]))
         return sorted(out, key=lambda r: r.at)
 
+    async def add_enrol_token(self, digest: str, box_id: str, ttl_s: float) -> None:
+        await self._r.set(self._enrol + digest, box_id, px=max(1, round(ttl_s * 1000)), nx=True)
+
+    async def take_enrol_token(self, digest: str) -> str | None:
+        value = await self._r.getdel(self._enrol + digest)  # single use, atomically
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     async def close(self) -> None:
         await asyncio.shield(self._r.aclose())
 
 
 def open_store(pki_dir: Path, redis_url: str | None) -> CertStore:
     if redis_url:
-        from edgebox.pipeline.quota import connect_redis
+        from edgebox.redisconn import connect
 
-        return RedisCertStore(connect_redis(redis_url, max_connections=4))
+        return RedisCertStore(connect(redis_url, max_connections=4))
     return SqliteCertStore(pki_dir / "certs.sqlite")

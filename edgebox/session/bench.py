@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgebox.session import crypto
 from edgebox.session.connection import BoxConnection, PhoneConnection
+from edgebox.session.framing import Framer, Role
 from edgebox.session.records import DATA, RecordLayer
 
 
@@ -29,10 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payload", type=int, default=244)
 
 
+def _capabilities() -> bytes:
+    phone, box = Framer(Role.phone, 244), Framer(Role.box, 244)
+    box.receive_datagram(phone.start())
+    [rsp] = box.datagrams_to_send()
+    phone.receive_datagram(rsp)
+    return phone.capabilities
+
+
 def _one_handshake(box_key: crypto.PrivateKey, phone_key: crypto.PrivateKey, pin: bytes) -> float:
+    caps = _capabilities()
     t0 = time.perf_counter()
-    phone = PhoneConnection(phone_key, pin)
-    box = BoxConnection(box_key)
+    phone = PhoneConnection(phone_key, pin, capabilities=caps)
+    box = BoxConnection(box_key, capabilities=caps)
     phone.start()
     for m in phone.data_to_send():
         box.receive_message(m, 0.0)

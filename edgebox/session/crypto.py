@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.errors import ErrorCode, RemoteProtocolError
 
 CURVE = ec.SECP256R1()
 POINT_LEN = 65
 SCALAR_LEN = 32
 SIG_LEN = 64
 HASH_LEN = 32
-LABEL_PREFIX = b"edgebox v1 "
+LABEL_PREFIX = b"edgebox v2 "
 _ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 _N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -66,11 +66,13 @@ def encode_public(key: PublicKey | PrivateKey) -> bytes:
 def decode_public(data: bytes) -> PublicKey:
     """Decode a 65-byte uncompressed P-256 point, refusing anything else with `invalid_point`."""
     if len(data) != POINT_LEN or data[0] != 0x04:
-        raise SessionError(ErrorCode.invalid_point, "public key is not a 65-byte uncompressed P-256 point")
+        raise RemoteProtocolError(
+            ErrorCode.invalid_point, "public key is not a 65-byte uncompressed P-256 point"
+        )
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(CURVE, bytes(data))
     except ValueError:
-        raise SessionError(ErrorCode.invalid_point, "public key is not on the P-256 curve") from None
+        raise RemoteProtocolError(ErrorCode.invalid_point, "public key is not on the P-256 curve") from None
 
 
 def key_hash(public_point: bytes) -> bytes:
@@ -89,13 +91,13 @@ def sign(private: PrivateKey, message: bytes) -> bytes:
 
 def verify(public: PublicKey, signature: bytes, message: bytes) -> None:
     if len(signature) != SIG_LEN:
-        raise SessionError(ErrorCode.auth_failed, "signature has the wrong length")
+        raise RemoteProtocolError(ErrorCode.auth_failed, "signature has the wrong length")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     try:
         public.verify(encode_dss_signature(r, s), message, _ECDSA)
     except InvalidSignature:
-        raise SessionError(ErrorCode.auth_failed, "signature did not verify") from None
+        raise RemoteProtocolError(ErrorCode.auth_failed, "signature did not verify") from None
 
 
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
@@ -112,4 +114,4 @@ def mac(key: bytes, *parts: bytes) -> bytes:
 
 def mac_verify(key: bytes, tag: bytes, *parts: bytes) -> None:
     if not hmac.compare_digest(mac(key, *parts), tag):
-        raise SessionError(ErrorCode.auth_failed, "finished MAC did not verify")
+        raise RemoteProtocolError(ErrorCode.auth_failed, "finished MAC did not verify")

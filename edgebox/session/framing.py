@@ -10,8 +10,14 @@ when there is some, or go alone (an ack-only datagram has no sequence number and
 window slot, so acks never need acks). A receiver acks when half its window is used or when a
 message completes, so a sender can never stall waiting for an ack that is not coming.
 
+The capabilities exchange carries the protocol version; a box that shares no version with the
+phone still answers with its own (so an older phone reports `unsupported_version`), then fails.
+The exchanged bytes (`capabilities`) open the handshake transcript, so they cannot be downgraded.
+A driver whose application stops taking messages sets `hold_acks`: the framer keeps reading (acks
+for our own fragments are always processed) but grants the peer no new window until it is cleared.
+
 Every peer-supplied value (flags, lengths, sequence, ack, window, MTU) is range-checked; any
-violation raises `SessionError` and the framer fails closed. The framer is sans-I/O: it consumes
+violation raises `RemoteProtocolError` and the framer fails closed. The framer is sans-I/O: it consumes
 and produces bytes and knows nothing of asyncio, BLE or time.
 """
 
@@ -21,7 +27,8 @@ import struct
 from collections import deque
 from enum import Enum
 
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.config import PROTOCOL_VERSION
+from edgebox.session.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SessionError
 
 FLAG_BEGIN = 0x01
 FLAG_END = 0x02
@@ -31,7 +38,7 @@ FLAG_CAPS = 0x20
 _KNOWN_DATA_FLAGS = FLAG_BEGIN | FLAG_END | FLAG_ACK | FLAG_DATA
 
 MAGIC = b"EB"
-FRAMING_VERSION = 1
+FRAMING_VERSION = PROTOCOL_VERSION
 MIN_MTU = 20
 MAX_MTU = 512
 MIN_WINDOW = 2
@@ -57,7 +64,11 @@ class FramerState(Enum):
 
 
 def _fail(code: ErrorCode, message: str) -> SessionError:
-    return SessionError(code, message)
+    return RemoteProtocolError(code, message)
+
+
+def _misuse(code: ErrorCode, message: str) -> SessionError:
+    return LocalProtocolError(code, message)
 
 
 class Framer:
@@ -81,6 +92,10 @@ class Framer:
         self._offset = 0  # bytes of _queue[0] already fragmented
         self._queued_bytes = 0
         self._control: list[bytes] = []  # capabilities response waiting to go out
+        self._refusal: list[bytes] = []  # what a failed box still owes an old peer (its version)
+        self._caps_request = b""
+        self.capabilities = b""  # request | response once open: the handshake transcript's first bytes
+        self.hold_acks = False  # set by a driver whose application queue is full
         # Receiving side.
         self._expected_seq = 0
         self._unacked_received = 0
@@ -106,16 +121,19 @@ class Framer:
 
     def _check_usable(self) -> None:
         if self.state is FramerState.failed:
-            raise _fail(ErrorCode.closed, "framer has failed; the link must be closed")
+            raise _misuse(ErrorCode.closed, "framer has failed; the link must be closed")
 
     # -- capabilities --------------------------------------------------------------------------
 
     def start(self) -> bytes:
         """Phone only: the capabilities request datagram that opens the link."""
         if self.role is not Role.phone or self.state is not FramerState.idle:
-            raise _fail(ErrorCode.unexpected_message, "start() is for a new phone-side framer")
+            raise _misuse(ErrorCode.unexpected_message, "start() is for a new phone-side framer")
         self.state = FramerState.await_caps
-        return _CAPS_REQ.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, FRAMING_VERSION, self.mtu, self.local_window)
+        self._caps_request = _CAPS_REQ.pack(
+            FLAG_CAPS, MAGIC, FRAMING_VERSION, FRAMING_VERSION, self.mtu, self.local_window
+        )
+        return self._caps_request
 
     def _on_caps(self, datagram: bytes) -> None:
         if self.role is Role.box:
@@ -125,14 +143,19 @@ class Framer:
             if magic != MAGIC:
                 raise _fail(ErrorCode.malformed, "capabilities request has a bad magic")
             if not vmin <= FRAMING_VERSION <= vmax:
-                raise _fail(ErrorCode.unsupported_version, "no common framing version")
+                # Answer with our version anyway: an older phone parses this response and reports
+                # `unsupported_version` itself instead of seeing the link drop.
+                self._refusal = [
+                    _CAPS_RSP.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, self.mtu, self.local_window)
+                ]
+                raise _fail(ErrorCode.unsupported_version, "no common protocol version")
             self._check_peer_params(mtu, window)
             self.mtu = min(self.mtu, mtu)
             self.peer_window = window
             self.version = FRAMING_VERSION
-            self._control.append(
-                _CAPS_RSP.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, self.mtu, self.local_window)
-            )
+            response = _CAPS_RSP.pack(FLAG_CAPS, MAGIC, FRAMING_VERSION, self.mtu, self.local_window)
+            self._control.append(response)
+            self.capabilities = bytes(datagram) + response
         else:
             if len(datagram) != _CAPS_RSP.size:
                 raise _fail(ErrorCode.malformed, "capabilities response has the wrong length")
@@ -147,6 +170,7 @@ class Framer:
             self.mtu = mtu
             self.peer_window = window
             self.version = version
+            self.capabilities = self._caps_request + bytes(datagram)
         self.state = FramerState.open
 
     @staticmethod
@@ -245,7 +269,7 @@ class Framer:
         """Queue one message (1..65535 bytes) for sending."""
         self._check_usable()
         if not 0 < len(message) <= MAX_MESSAGE:
-            raise _fail(ErrorCode.oversize, f"message must be 1..{MAX_MESSAGE} bytes")
+            raise _misuse(ErrorCode.oversize, f"message must be 1..{MAX_MESSAGE} bytes")
         self._queue.append(memoryview(bytes(message)))
         self._queued_bytes += len(message)
 
@@ -258,9 +282,14 @@ class Framer:
             return out
         while self._queue and self.in_flight < self.peer_window:
             out.append(self._next_fragment())
-        if self._ack_due:
+        if self._ack_due and not self.hold_acks:
             out.append(bytes((FLAG_ACK, (self._expected_seq - 1) & 0xFF)))
             self._take_ack()
+        return out
+
+    def take_refusal(self) -> list[bytes]:
+        """Datagrams a failed box still sends before closing (its version, to an older phone)."""
+        out, self._refusal = self._refusal, []
         return out
 
     def flush_ack(self) -> bytes | None:
@@ -279,7 +308,7 @@ class Framer:
         message = self._queue[0]
         header = bytearray(1)
         flags = FLAG_DATA
-        if self._unacked_received:
+        if self._unacked_received and not self.hold_acks:
             flags |= FLAG_ACK
             header.append((self._expected_seq - 1) & 0xFF)
             self._take_ack()

@@ -2,22 +2,25 @@
 
 Theory of operation (spec: docs/protocol.md, "Handshake"):
 
-    HELLO      phone -> box   0x01 | ver | mode | phone_random(32) | phone_eph(65) [| secret_id(8)]
+    caps       framing capabilities request | response (15 bytes, docs/protocol.md 3.1)
+    HELLO      phone -> box   0x01 | ver=2 | mode | phone_random(32) | phone_eph(65) [| secret_id(8)]
     BOX_AUTH   box -> phone   0x02 | session_id(8) | box_random(32) | box_eph(65)
                                    | AEAD_k2{box_pub | sig_b | mac_b}
     PHONE_AUTH phone -> box   0x03 | AEAD_k3{phone_pub | sig_p | mac_p}
-    ERROR      either         0x7F | code(u16)                       (plaintext, always fatal)
+    ERROR      either         0x7F | code(u16)     (plaintext: only before the receiver has keys)
 
-    psk  = SHA-256("edgebox v1 pairing psk" | secret)  in pairing mode, else 32 zero bytes
+    psk  = SHA-256("edgebox v2 pairing psk" | secret)  in pairing mode, else 32 zero bytes
     ms   = HKDF-Extract(salt=psk, ikm=ECDH(eph_phone, eph_box))
-    th2  = SHA-256(HELLO | BOX_AUTH without its ciphertext);  th3 = SHA-256(HELLO | BOX_AUTH)
-    th4  = SHA-256(HELLO | BOX_AUTH | PHONE_AUTH)
+    th2  = SHA-256(caps | HELLO | BOX_AUTH without its ciphertext);  th3 = SHA-256(caps | HELLO | BOX_AUTH)
+    th4  = SHA-256(caps | HELLO | BOX_AUTH | PHONE_AUTH)
     k2, f2 = Expand(ms, "box hs key" | th2), Expand(ms, "box finished" | th2)
     k3, f3 = Expand(ms, "phone hs key" | th3), Expand(ms, "phone finished" | th3)
-    sig_b = ECDSA(box_sk, "edgebox v1 box sig" | th2);  mac_b = HMAC(f2, "box" | box_pub)
-    sig_p = ECDSA(phone_sk, "edgebox v1 phone sig" | th3); mac_p = HMAC(f3, "phone" | phone_pub)
+    sig_b = ECDSA(box_sk, "edgebox v2 box sig" | th2);  mac_b = HMAC(f2, "box" | box_pub)
+    sig_p = ECDSA(phone_sk, "edgebox v2 phone sig" | th3); mac_p = HMAC(f3, "phone" | phone_pub)
     p2b, b2p traffic secrets = Expand(ms, "p2b traffic" | th4), Expand(ms, "b2p traffic" | th4)
 
+The transcript starts with the framing capabilities exchange (as TLS 1.3 binds supported_versions),
+so a man in the middle who rewrites the offered versions, MTU or window breaks both signatures.
 Signatures bind each long-term key to both ephemerals (the transcript); the MACs bind each identity
 to the derived keys (SIGMA's identity-misbinding defence); the phone's identity travels encrypted
 (identity hiding) and is revealed only after the box proved it holds the pinned key. In pairing mode
@@ -35,13 +38,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgebox.session import crypto
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.config import PROTOCOL_VERSION as PROTOCOL_VERSION
+from edgebox.session.errors import ErrorCode, RemoteProtocolError
 
-PROTOCOL_VERSION = 1
 RANDOM_LEN = 32
 SESSION_ID_LEN = 8
 SECRET_ID_LEN = 8
 SECRET_LEN = 16
+CAPS_LEN = 15  # capabilities request (8) + response (7): the transcript's first bytes
 _ZERO_NONCE = bytes(12)
 _ZERO_PSK = bytes(32)
 _IDENTITY_LEN = crypto.POINT_LEN + crypto.SIG_LEN + 32
@@ -75,15 +79,15 @@ class Hello:
     def decode(cls, data: bytes) -> Hello:
         base = 3 + RANDOM_LEN + crypto.POINT_LEN
         if len(data) < 3 or data[0] != MsgType.hello:
-            raise SessionError(ErrorCode.malformed, "not a HELLO message")
-        if data[1] != PROTOCOL_VERSION:
-            raise SessionError(ErrorCode.unsupported_version, "unsupported protocol version")
+            raise RemoteProtocolError(ErrorCode.malformed, "not a HELLO message")
+        if data[1] != PROTOCOL_VERSION:  # v1 HELLOs are refused with a typed plaintext ERROR
+            raise RemoteProtocolError(ErrorCode.unsupported_version, "unsupported protocol version")
         if data[2] not in (Mode.session, Mode.pairing):
-            raise SessionError(ErrorCode.malformed, "unknown handshake mode")
+            raise RemoteProtocolError(ErrorCode.malformed, "unknown handshake mode")
         mode = Mode(data[2])
         want = base + (SECRET_ID_LEN if mode is Mode.pairing else 0)
         if len(data) != want:
-            raise SessionError(ErrorCode.malformed, "HELLO has the wrong length")
+            raise RemoteProtocolError(ErrorCode.malformed, "HELLO has the wrong length")
         eph = data[3 + RANDOM_LEN : base]
         crypto.decode_public(eph)  # validate early: invalid-curve points never reach ECDH
         return cls(mode, data[3 : 3 + RANDOM_LEN], eph, data[base:] if mode is Mode.pairing else None)
@@ -107,7 +111,7 @@ class BoxAuth:
     @classmethod
     def decode(cls, data: bytes) -> BoxAuth:
         if len(data) != cls.CLEAR_LEN + SEALED_IDENTITY_LEN or data[0] != MsgType.box_auth:
-            raise SessionError(ErrorCode.malformed, "BOX_AUTH has the wrong type or length")
+            raise RemoteProtocolError(ErrorCode.malformed, "BOX_AUTH has the wrong type or length")
         p = 1
         sid = data[p : p + SESSION_ID_LEN]
         p += SESSION_ID_LEN
@@ -120,7 +124,7 @@ class BoxAuth:
 
 def decode_phone_auth(data: bytes) -> bytes:
     if len(data) != 1 + SEALED_IDENTITY_LEN or data[0] != MsgType.phone_auth:
-        raise SessionError(ErrorCode.malformed, "PHONE_AUTH has the wrong type or length")
+        raise RemoteProtocolError(ErrorCode.malformed, "PHONE_AUTH has the wrong type or length")
     return data[1:]
 
 
@@ -130,7 +134,7 @@ def encode_error(code: ErrorCode) -> bytes:
 
 def decode_error(data: bytes) -> ErrorCode:
     if len(data) != 3 or data[0] != MsgType.error:
-        raise SessionError(ErrorCode.malformed, "ERROR has the wrong length")
+        raise RemoteProtocolError(ErrorCode.malformed, "ERROR has the wrong length")
     (value,) = struct.unpack_from(">H", data, 1)
     try:
         return ErrorCode(value)
@@ -165,7 +169,9 @@ def open_identity(ms: bytes, role: bytes, th: bytes, sealed: bytes) -> tuple[byt
     try:
         plain = AESGCM(key).decrypt(_ZERO_NONCE, sealed, th)
     except InvalidTag:
-        raise SessionError(ErrorCode.auth_failed, f"{role.decode()} identity failed to decrypt") from None
+        raise RemoteProtocolError(
+            ErrorCode.auth_failed, f"{role.decode()} identity failed to decrypt"
+        ) from None
     point = plain[: crypto.POINT_LEN]
     sig = plain[crypto.POINT_LEN : crypto.POINT_LEN + crypto.SIG_LEN]
     tag = plain[crypto.POINT_LEN + crypto.SIG_LEN :]

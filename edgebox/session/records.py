@@ -1,51 +1,59 @@
-"""Record layer: AES-256-GCM with per-direction keys, 64-bit counter nonces, strict order, rekeying.
+"""Record layer: AES-256-GCM with per-direction keys, 64-bit counter nonces, padding, rekeying, a clock.
 
-Theory of operation (spec: docs/protocol.md, "Records"). After the handshake each direction has its
+Theory of operation (spec: docs/protocol.md, section 5). After the handshake each direction has its
 own traffic secret. A record on the wire is
 
-    type (u8) || AES-256-GCM(key, nonce, aad, plaintext)            (ciphertext || 16-byte tag)
+    0x17 || AES-256-GCM(key, nonce, aad, inner)                      (ciphertext || 16-byte tag)
+    inner = content || type (u8, non-zero) || 0x00 * padding        (TLS 1.3's TLSInnerPlaintext)
     nonce = 0x00000000 || counter (u64, big-endian)
-    aad   = "EBR1" || session_id (8) || type (u8) || nonce
+    aad   = "EBR2" || session_id (8)
+
+The real record type travels inside the AEAD, so DATA, REKEY, KEEPALIVE, ACCEPT and the encrypted
+ERROR all look alike on the air; the sender pads `inner` to a multiple of `pad_block` bytes so a
+record's length reveals only which bucket its content fell in, never the length of one streamed
+token (cf. the token-length side channel, Weiss et al., USENIX Security 2024). The receiver strips
+trailing zeros; the last byte left is the type.
 
 The counter is implicit, as in TLS 1.3 over TCP: the framing below delivers records reliably and in
-order, so both ends know the next counter and it is not sent (8 bytes saved per BLE record). It is
-still strictly checked: a record sealed under any other counter (replayed, reordered, dropped,
-from another session) fails authentication, because the nonce and the AAD both carry it. The AAD
-binds protocol version, session id, record type and counter. Any failure is fatal (fail closed);
-only on that path does the layer spend extra work to name the cause (replay vs reorder vs tamper).
-Nonces are never random and never reused: keys are fresh per session and never persisted.
+order, so both ends know the next counter and it is not sent. It is still strictly checked: a record
+sealed under any other counter (replayed, reordered, dropped, from another session) fails
+authentication, because the nonce carries it and the AAD carries the session. Any failure is fatal
+(fail closed); only on that path does the layer spend extra work to name the cause.
 
-Rekeying: the sender rotates its key before REKEY_AFTER_RECORDS records or REKEY_AFTER_SECONDS
-seconds under one key by sealing a REKEY record under the old key and switching to
-secret' = HKDF-Expand(secret, "traffic next"). The receiver switches after opening that record and
-fails closed if the peer overstays a key (HARD_RECORDS / HARD_SECONDS). Counters continue across
-rekeys. Old secrets are dropped, so a later key compromise does not expose earlier epochs. Time is
-passed in (`now`, monotonic seconds); the layer does no I/O.
+Clock (the aioquic way): `next_deadline()` says when the layer next needs to act without being
+asked, and `handle_timer(now)` returns the records it wants to send then: a REKEY when the send key
+reaches `rekey_after_s`, else a KEEPALIVE after `keepalive_s` without sending. The driver (a
+transport task) calls them, so an idle session rekeys on time and never hits the hard limits.
+Sealing also rekeys by record count (`seal_all`). The receiver fails closed if the peer overstays a
+key (`hard_records` / `hard_s`). Counters continue across rekeys; old secrets are dropped.
 
-The hot path (seal/open of DATA) is kept to a handful of bytes operations: it is measured against
-raw AES-GCM by `edgebox bench session`.
+The hot path (seal/open of DATA) is a handful of bytes operations: it is measured against raw
+AES-GCM by `edgebox bench session`.
 """
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgebox.session import crypto
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.config import DEFAULT_CONFIG, SessionConfig
+from edgebox.session.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SessionError
 
+HEADER = 0x17
+_HEADER = bytes((HEADER,))
 HEADER_LEN = 1
 TAG_LEN = 16
-OVERHEAD = HEADER_LEN + TAG_LEN
-AAD_PREFIX = b"EBR1"
-MAX_COUNTER = 1 << 48  # hard stop for a session, far below 2^64
-REKEY_AFTER_RECORDS = 1 << 20
-REKEY_AFTER_SECONDS = 600.0
-HARD_RECORDS = REKEY_AFTER_RECORDS + (1 << 10)
-HARD_SECONDS = 900.0
+OVERHEAD = HEADER_LEN + TAG_LEN + 1  # header, tag and the inner type byte
+MAX_RECORD = 65_535  # one framing message
+MAX_INNER = MAX_RECORD - HEADER_LEN - TAG_LEN
+MAX_CONTENT = MAX_INNER - 1
+AAD_PREFIX = b"EBR2"
 DIAGNOSE_WINDOW = 32  # on failure, how far back/ahead to look to name replay or reorder
+_U16 = struct.Struct(">H")
 
 
 class RecordType(IntEnum):
@@ -53,6 +61,11 @@ class RecordType(IntEnum):
     rekey = 0x11  # empty; the sender switches keys after this record
     close = 0x12  # empty; orderly end of the session (anything after it is an error)
     accept = 0x13  # box -> phone, first record: the box accepted the phone (empty)
+    error = 0x14  # code (u16): the encrypted refusal / fatal error; the sender stops after it
+    keepalive = 0x15  # empty; ignored by the receiver
+
+
+_TYPES = {int(t): t for t in RecordType}
 
 
 def traffic_key(secret: bytes) -> AESGCM:
@@ -67,6 +80,16 @@ def nonce(counter: int) -> bytes:
     return counter.to_bytes(12, "big")
 
 
+def padded_length(content_len: int, pad_block: int) -> int:
+    """Length of `inner` for `content_len` bytes of content under the padding policy."""
+    inner = content_len + 1
+    return min(inner + (-inner % pad_block), MAX_INNER) if inner <= MAX_INNER else inner
+
+
+def wire_length(content_len: int, pad_block: int) -> int:
+    return HEADER_LEN + padded_length(content_len, pad_block) + TAG_LEN
+
+
 class RecordLayer:
     """Seals outgoing and opens incoming records for one established session.
 
@@ -77,7 +100,8 @@ class RecordLayer:
 
     __slots__ = (
         "_aad",
-        "_hdr",
+        "_block",
+        "_cfg",
         "_r_counter",
         "_r_deadline",
         "_r_decrypt",
@@ -88,24 +112,34 @@ class RecordLayer:
         "_s_deadline",
         "_s_encrypt",
         "_s_epoch_first",
+        "_s_epoch_start",
+        "_s_last",
         "_s_limit",
         "_s_secret",
+        "_tails",
         "closed_by_peer",
         "failed",
         "rekeys_received",
         "rekeys_sent",
     )
 
-    def __init__(self, session_id: bytes, send_secret: bytes, recv_secret: bytes, now: float) -> None:
+    def __init__(
+        self,
+        session_id: bytes,
+        send_secret: bytes,
+        recv_secret: bytes,
+        now: float,
+        config: SessionConfig = DEFAULT_CONFIG,
+    ) -> None:
         if len(session_id) != 8:
-            raise ValueError("session id must be 8 bytes")
-        prefix = AAD_PREFIX + session_id
-        # AAD prefix and header byte per record type (index = type byte); None marks an unknown type.
-        self._aad: list[bytes | None] = [None] * 256
-        self._hdr: list[bytes] = [b""] * 256
+            raise LocalProtocolError(ErrorCode.internal, "session id must be 8 bytes")
+        self._cfg = config
+        self._aad = AAD_PREFIX + session_id
+        self._block = config.pad_block
+        # type byte + k zero bytes, for every type and every padding length the policy can ask for
+        self._tails: list[list[bytes]] = [[] for _ in range(256)]
         for t in RecordType:
-            self._aad[t] = prefix + bytes((t,))
-            self._hdr[t] = bytes((t,))
+            self._tails[t] = [bytes((t,)) + bytes(k) for k in range(self._block)]
         self._s_counter = 0
         self._r_counter = 0
         self._set_send(send_secret, now)
@@ -116,60 +150,110 @@ class RecordLayer:
         self.rekeys_received = 0
 
     def _set_send(self, secret: bytes, now: float) -> None:
+        cfg = self._cfg
         self._s_secret = secret
         self._s_encrypt = traffic_key(secret).encrypt
         self._s_epoch_first = self._s_counter
-        self._s_limit = min(MAX_COUNTER, self._s_counter + HARD_RECORDS)
-        self._s_deadline = now + HARD_SECONDS
+        self._s_epoch_start = now
+        self._s_last = now
+        self._s_limit = min(cfg.max_records, self._s_counter + cfg.hard_records)
+        self._s_deadline = now + cfg.hard_s
 
     def _set_recv(self, secret: bytes, now: float) -> None:
+        cfg = self._cfg
         self._r_secret = secret
         self._r_decrypt = traffic_key(secret).decrypt
         self._r_epoch_first = self._r_counter
-        self._r_limit = min(MAX_COUNTER, self._r_counter + HARD_RECORDS)
-        self._r_deadline = now + HARD_SECONDS
+        self._r_limit = min(cfg.max_records, self._r_counter + cfg.hard_records)
+        self._r_deadline = now + cfg.hard_s
 
     @property
     def send_secret(self) -> bytes:
         return self._s_secret
 
-    def _fail(self, code: ErrorCode, message: str) -> SessionError:
+    @property
+    def can_send(self) -> bool:
+        """The send side can still seal (it stays usable after a receive failure, to say why)."""
+        return self._s_counter < self._s_limit
+
+    def _fail_remote(self, code: ErrorCode, message: str) -> SessionError:
         self.failed = True
-        self._s_limit = self._r_limit = -1
-        return SessionError(code, message)
+        self._r_limit = -1
+        return RemoteProtocolError(code, message)
 
     # -- sending -------------------------------------------------------------------------------
 
-    def seal(self, rtype: int, plaintext: bytes, now: float) -> bytes:
+    def seal(self, rtype: int, content: bytes, now: float) -> bytes:
         """Return the wire form of one record under the current key (no automatic rekey: see
         `seal_all`). Refuses to overstay the key's hard limits."""
         c = self._s_counter
         if c >= self._s_limit or now > self._s_deadline:
             self._send_refusal(c)
+        inner = len(content) + 1
+        pad = -inner % self._block
+        if inner + pad > MAX_INNER:
+            if inner > MAX_INNER:
+                raise LocalProtocolError(ErrorCode.oversize, f"record content above {MAX_CONTENT} bytes")
+            pad = MAX_INNER - inner
+            tail = bytes((rtype,)) + bytes(pad)
+        else:
+            tail = self._tails[rtype][pad]
         n = c.to_bytes(12, "big")
         self._s_counter = c + 1
-        return self._hdr[rtype] + self._s_encrypt(n, plaintext, self._aad[rtype] + n)  # type: ignore[operator]
+        self._s_last = now
+        return _HEADER + self._s_encrypt(n, content + tail, self._aad)
 
     def _send_refusal(self, c: int) -> None:
-        if self.failed:
-            raise SessionError(ErrorCode.closed, "record layer has failed")
-        if c >= MAX_COUNTER:
-            raise self._fail(ErrorCode.counter_exhausted, "session record counter exhausted")
-        raise self._fail(ErrorCode.rekey_overdue, "refusing to overstay the key's limits")
+        if self._s_limit == -1:
+            raise LocalProtocolError(ErrorCode.closed, "record layer has failed")
+        self.failed = True
+        self._s_limit = -1
+        if c >= self._cfg.max_records:
+            raise LocalProtocolError(ErrorCode.counter_exhausted, "session record counter exhausted")
+        raise LocalProtocolError(ErrorCode.rekey_overdue, "refusing to overstay the key's limits")
 
     def needs_rekey(self, now: float) -> bool:
         records = self._s_counter - self._s_epoch_first
-        age = now - (self._s_deadline - HARD_SECONDS)
-        return records >= REKEY_AFTER_RECORDS or age >= REKEY_AFTER_SECONDS
+        return (
+            records >= self._cfg.rekey_after_records or now - self._s_epoch_start >= self._cfg.rekey_after_s
+        )
 
-    def seal_all(self, rtype: int, plaintext: bytes, now: float) -> list[bytes]:
+    def _rekey(self, now: float) -> bytes:
+        record = self.seal(REKEY, b"", now)
+        self._set_send(next_secret(self._s_secret), now)
+        self.rekeys_sent += 1
+        return record
+
+    def seal_all(self, rtype: int, content: bytes, now: float) -> list[bytes]:
         """Seal one record, preceded by a REKEY record (and a key switch) when one is due."""
         if self.needs_rekey(now):
-            rekey = self.seal(REKEY, b"", now)
-            self._set_send(next_secret(self._s_secret), now)
-            self.rekeys_sent += 1
-            return [rekey, self.seal(rtype, plaintext, now)]
-        return [self.seal(rtype, plaintext, now)]
+            return [self._rekey(now), self.seal(rtype, content, now)]
+        return [self.seal(rtype, content, now)]
+
+    def seal_error(self, code: ErrorCode, now: float) -> bytes | None:
+        """An encrypted ERROR record, or None when the send side can no longer seal anything."""
+        if not self.can_send or now > self._s_deadline:
+            return None
+        return self.seal(ERROR, _U16.pack(code), now)
+
+    # -- clock ---------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """When `handle_timer` next has something to do (monotonic seconds)."""
+        if self._s_limit == -1:
+            return float("inf")
+        return min(self._s_epoch_start + self._cfg.rekey_after_s, self._s_last + self._cfg.keepalive_s)
+
+    def handle_timer(self, now: float) -> list[bytes]:
+        """Records that are due at `now`: a time-based REKEY, or a KEEPALIVE on an idle send side."""
+        if self._s_limit == -1:
+            return []
+        # Same expressions as next_deadline(), so a timer fired at that deadline always acts.
+        if now >= self._s_epoch_start + self._cfg.rekey_after_s:
+            return [self._rekey(now)]
+        if now >= self._s_last + self._cfg.keepalive_s:
+            return [self.seal(KEEPALIVE, b"", now)]
+        return []
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -180,42 +264,56 @@ class RecordLayer:
             self._recv_refusal(c)
         n = c.to_bytes(12, "big")
         try:
-            plaintext = self._r_decrypt(n, record[1:], self._aad[record[0]] + n)  # type: ignore[operator]
+            if record[0] != HEADER:
+                raise IndexError
+            inner = self._r_decrypt(n, record[1:], self._aad)
         except InvalidTag:
             raise self._diagnose(record) from None
-        except (TypeError, IndexError):  # unknown type (no AAD for it) or empty record
-            raise self._fail(ErrorCode.malformed, "unknown record type or empty record") from None
+        except IndexError:
+            raise self._fail_remote(ErrorCode.malformed, "not a record (empty or wrong header)") from None
         self._r_counter = c + 1
-        if record[0] == 0x10:
-            return _DATA, plaintext
-        return self._control(RecordType(record[0]), plaintext, now), plaintext
+        if inner[-1:] == b"\x10":
+            return _DATA, inner[:-1]
+        inner = inner.rstrip(b"\x00")
+        if not inner:
+            raise self._fail_remote(ErrorCode.malformed, "record without a type")
+        if inner[-1] == DATA:
+            return _DATA, inner[:-1]
+        return self._control(inner[-1], inner[:-1], now)
 
     def _recv_refusal(self, c: int) -> None:
-        if self.failed:
-            raise SessionError(ErrorCode.closed, "record layer has failed")
+        if self._r_limit == -1 and not self.closed_by_peer:
+            raise LocalProtocolError(ErrorCode.closed, "record layer has failed")
         if self.closed_by_peer:
-            raise self._fail(ErrorCode.unexpected_message, "record after the peer closed the session")
-        if c >= MAX_COUNTER:
-            raise self._fail(ErrorCode.counter_exhausted, "session record counter exhausted")
-        raise self._fail(ErrorCode.rekey_overdue, "peer overstayed its key limits")
+            raise self._fail_remote(ErrorCode.unexpected_message, "record after the peer closed the session")
+        if c >= self._cfg.max_records:
+            raise self._fail_remote(ErrorCode.counter_exhausted, "session record counter exhausted")
+        raise self._fail_remote(ErrorCode.rekey_overdue, "peer overstayed its key limits")
 
-    def _control(self, kind: RecordType, plaintext: bytes, now: float) -> RecordType:
-        if plaintext:
-            raise self._fail(ErrorCode.malformed, "control record with a payload")
+    def _control(self, type_byte: int, content: bytes, now: float) -> tuple[RecordType, bytes]:
+        kind = _TYPES.get(type_byte)
+        if kind is None:
+            raise self._fail_remote(ErrorCode.malformed, "unknown record type")
+        if kind is RecordType.error:
+            if len(content) != 2:
+                raise self._fail_remote(ErrorCode.malformed, "ERROR record must carry a 2-byte code")
+            self._r_limit = -1  # the peer stops after an ERROR
+            self.closed_by_peer = True
+            return kind, content
+        if content:
+            raise self._fail_remote(ErrorCode.malformed, "control record with a payload")
         if kind is RecordType.rekey:
             self._set_recv(next_secret(self._r_secret), now)
             self.rekeys_received += 1
         elif kind is RecordType.close:
             self.closed_by_peer = True
             self._r_limit = -1  # anything after CLOSE takes the slow path
-        return kind
+        return kind, content
 
     def _diagnose(self, record: bytes) -> SessionError:
         """Slow path, only after a tag failure: was it an old or a future counter, or tampering?"""
         if len(record) < OVERHEAD:
-            return self._fail(ErrorCode.malformed, "record shorter than header and tag")
-        aad = self._aad[record[0]]
-        assert aad is not None
+            return self._fail_remote(ErrorCode.malformed, "record shorter than header, type and tag")
         body = record[1:]
         for delta, code, what in ((-1, ErrorCode.replay, "replayed"), (1, ErrorCode.reorder, "reordered")):
             for k in range(1, DIAGNOSE_WINDOW + 1):
@@ -224,13 +322,21 @@ class RecordLayer:
                     break
                 n = other.to_bytes(12, "big")
                 try:
-                    self._r_decrypt(n, body, aad + n)
+                    self._r_decrypt(n, body, self._aad)
                 except InvalidTag:
                     continue
-                return self._fail(code, f"record counter {what} (expected the next one)")
-        return self._fail(ErrorCode.auth_failed, "record failed authentication")
+                return self._fail_remote(code, f"record counter {what} (expected the next one)")
+        return self._fail_remote(ErrorCode.auth_failed, "record failed authentication")
+
+
+def decode_error_code(content: bytes) -> ErrorCode:
+    (value,) = _U16.unpack(content)
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.internal
 
 
 _DATA = RecordType.data
 # Plain-int record types for the hot path (an IntEnum index costs an int copy per call).
-DATA, REKEY, CLOSE, ACCEPT = 0x10, 0x11, 0x12, 0x13
+DATA, REKEY, CLOSE, ACCEPT, ERROR, KEEPALIVE = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15

@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 from edgebox.session import crypto, handshake
+from edgebox.session.config import DEFAULT_CONFIG, PROTOCOL_VERSION
 from edgebox.session.connection import BoxConnection, PhoneConnection
+from edgebox.session.errors import ErrorCode
 from edgebox.session.framing import Framer, Role
 from edgebox.session.invite import PairingInvite
 from edgebox.session.records import RecordLayer, RecordType, next_secret
@@ -41,7 +43,19 @@ INPUTS: dict[str, str] = {
 }
 
 
-def _handshake(mode: str) -> dict[str, Any]:
+def _caps() -> tuple[bytes, bytes]:
+    """The capabilities exchange that opens the handshake transcript (phone mtu 244 window 96)."""
+    phone = Framer(Role.phone, mtu=244, window=96)
+    box = Framer(Role.box, mtu=244, window=96)
+    req = phone.start()
+    box.receive_datagram(req)
+    [rsp] = box.datagrams_to_send()
+    phone.receive_datagram(rsp)
+    assert phone.capabilities == box.capabilities == req + rsp
+    return req, rsp
+
+
+def _handshake(mode: str, refuse: ErrorCode | None = None) -> dict[str, Any]:
     box_key, phone_key = _key(1), _key(2)
     box_eph, phone_eph = _key(3), _key(4)
     box_point = crypto.encode_public(box_key)
@@ -49,15 +63,19 @@ def _handshake(mode: str) -> dict[str, Any]:
     secret_id = bytes.fromhex(INPUTS["secret_id"])
     secret = bytes.fromhex(INPUTS["secret"])
     pairing = (secret_id, secret) if mode == "pairing" else None
+    req, rsp = _caps()
+    caps = req + rsp
     phone = PhoneConnection(
         phone_key,
         pin,
+        capabilities=caps,
         pairing_secret=pairing,
         ephemeral=phone_eph,
         random=bytes.fromhex(INPUTS["phone_random"]),
     )
     box = BoxConnection(
         box_key,
+        capabilities=caps,
         ephemeral=box_eph,
         random=bytes.fromhex(INPUTS["box_random"]),
         session_id=bytes.fromhex(INPUTS["session_id"]),
@@ -72,6 +90,27 @@ def _handshake(mode: str) -> dict[str, Any]:
     phone.receive_message(box_auth, 0.0)
     [phone_auth] = phone.data_to_send()
     box.receive_message(phone_auth, 0.0)
+    shared = crypto.ecdh(phone_eph, box_eph.public_key())
+    ms = handshake.master_secret(shared, psk)
+    th2 = crypto.sha256(caps, hello, box_auth[: handshake.BoxAuth.CLEAR_LEN])
+    th3 = crypto.sha256(caps, hello, box_auth)
+    th4 = crypto.sha256(caps, hello, box_auth, phone_auth)
+    p2b, b2p = handshake.traffic_secrets(ms, th4)
+    if refuse is not None:
+        box.refuse(refuse, 0.0)
+        [refusal] = box.data_to_send()
+        phone.receive_message(refusal, 0.0)
+        return {
+            "mode": mode,
+            "code": int(refuse),
+            "b2p_traffic_secret": b2p.hex(),
+            "messages": {
+                "hello": hello.hex(),
+                "box_auth": box_auth.hex(),
+                "phone_auth": phone_auth.hex(),
+                "error_record": refusal.hex(),
+            },
+        }
     box.accept(0.0)
     [accept] = box.data_to_send()
     phone.receive_message(accept, 0.0)
@@ -79,13 +118,6 @@ def _handshake(mode: str) -> dict[str, Any]:
     [p2b_record] = phone.data_to_send()
     box.send_message(b'{"type":"pong","nonce":1}', 0.0)
     [b2p_record] = box.data_to_send()
-
-    shared = crypto.ecdh(phone_eph, box_eph.public_key())
-    ms = handshake.master_secret(shared, psk)
-    th2 = crypto.sha256(hello, box_auth[: handshake.BoxAuth.CLEAR_LEN])
-    th3 = crypto.sha256(hello, box_auth)
-    th4 = crypto.sha256(hello, box_auth, phone_auth)
-    p2b, b2p = handshake.traffic_secrets(ms, th4)
     out: dict[str, Any] = {
         "mode": mode,
         "box_public": box_point.hex(),
@@ -103,6 +135,8 @@ def _handshake(mode: str) -> dict[str, Any]:
         "b2p_traffic_secret": b2p.hex(),
         "p2b_traffic_secret_after_rekey": next_secret(p2b).hex(),
         "messages": {
+            "caps_request": req.hex(),
+            "caps_response": rsp.hex(),
             "hello": hello.hex(),
             "box_auth": box_auth.hex(),
             "phone_auth": phone_auth.hex(),
@@ -118,20 +152,40 @@ def _records() -> dict[str, Any]:
     sid = bytes.fromhex(INPUTS["session_id"])
     send = bytes(range(32))
     layer = RecordLayer(sid, send, bytes(32), 0.0)
+    cases = [
+        (RecordType.data, b"hello"),
+        (RecordType.data, b""),
+        (RecordType.data, bytes(range(256)) * 2),  # 512 bytes: inner 513 -> 640
+        (RecordType.keepalive, b""),
+        (RecordType.error, int(ErrorCode.phone_revoked).to_bytes(2, "big")),
+        (RecordType.rekey, b""),
+    ]
     return {
         "session_id": sid.hex(),
         "send_secret": send.hex(),
         "traffic_key": crypto.hkdf_expand(send, b"traffic key").hex(),
+        "pad_block": DEFAULT_CONFIG.pad_block,
         "records": [
             {
-                "type": "data",
-                "plaintext": "68656c6c6f",
-                "wire": layer.seal(RecordType.data, b"hello", 0.0).hex(),
-            },
-            {"type": "data", "plaintext": "", "wire": layer.seal(RecordType.data, b"", 0.0).hex()},
-            {"type": "rekey", "plaintext": "", "wire": layer.seal(RecordType.rekey, b"", 0.0).hex()},
+                "counter": i,
+                "type": t.name,
+                "content": content.hex(),
+                "wire": layer.seal(t, content, 0.0).hex(),
+            }
+            for i, (t, content) in enumerate(cases)
         ],
     }
+
+
+def _old_version() -> dict[str, Any]:
+    """A v1 phone's capabilities request and the v2 box's answer (it names version 2, then closes)."""
+    box = Framer(Role.box, mtu=244, window=96)
+    v1_request = bytes((0x20,)) + b"EB" + bytes((1, 1)) + (244).to_bytes(2, "big") + bytes((32,))
+    try:
+        box.receive_datagram(v1_request)
+    except Exception as exc:  # the box fails the link after answering
+        code = getattr(exc, "code", "")
+    return {"v1_caps_request": v1_request.hex(), "box_answer": box.take_refusal()[0].hex(), "box_error": code}
 
 
 def _framing() -> dict[str, Any]:
@@ -174,12 +228,15 @@ def _invite() -> dict[str, Any]:
 
 def generate() -> dict[str, Any]:
     return {
-        "description": "edgebox secure session v1 test vectors (see docs/protocol.md); all values hex",
+        "description": "edgebox secure session v2 test vectors (see docs/protocol.md); all values hex",
+        "protocol_version": PROTOCOL_VERSION,
         "inputs": INPUTS,
         "pairing": _handshake("pairing"),
         "session": _handshake("session"),
+        "refused": _handshake("session", refuse=ErrorCode.phone_revoked),
         "records": _records(),
         "framing": _framing(),
+        "old_version": _old_version(),
         "invite": _invite(),
     }
 

@@ -12,12 +12,20 @@ attempt and locks the secret when the limit is reached. Because the write lock i
 checks, two concurrent consumers -- threads or processes -- are serialised and exactly one can
 succeed. `consume_by_hash` does the same for protocols that look a secret up by its hash.
 `record_attempt` counts a failure detected elsewhere (e.g. a failed key confirmation).
+
+Secret ids are random, never row numbers: `create_secret` draws 8 random bytes (an id names a
+secret in the clear, in the QR code and in the handshake's HELLO, so a guessable id would let a
+stranger target the newest code). The API speaks the id as the unsigned integer of those 8 bytes
+(0 <= id < 2^64); SQLite keeps it as the same bytes read as a signed 64-bit integer. Every id is
+range-checked before it reaches SQLite: an out-of-range id is simply not found, never an
+OverflowError.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,8 +76,27 @@ _SELECT_BY_ID = (
 )
 
 
+_ID_SPAN = 1 << 64
+_ID_ATTEMPTS = 4  # fresh random ids to try if one collides with an existing secret
+
+
+def _db_id(secret_id: int) -> int:
+    """The SQLite key of an API id (unsigned 64-bit); NotFoundError if out of range."""
+    if not isinstance(secret_id, int) or isinstance(secret_id, bool) or not 0 <= secret_id < _ID_SPAN:
+        raise NotFoundError("no such pairing secret")
+    return secret_id - _ID_SPAN if secret_id >= 1 << 63 else secret_id
+
+
+def _api_id(stored: int) -> int:
+    return stored % _ID_SPAN
+
+
+def new_secret_id() -> int:
+    return int.from_bytes(os.urandom(8), "big")
+
+
 def _row(row: Any) -> PairingSecret:
-    return PairingSecret(*row)
+    return PairingSecret(_api_id(row[0]), *row[1:])
 
 
 def _check_hash(value: object) -> bytes:
@@ -92,25 +119,30 @@ class PairingSecretRepository:
         now = self._clock()
         if expires <= now:
             raise InvalidInputError("expires_at is in the past")
-        try:
-            with self._db.transaction() as tx:
-                cur = tx.execute(
-                    "INSERT INTO pairing_secrets (secret_hash, created_at, expires_at, max_attempts) "
-                    "VALUES (?, ?, ?, ?)",
-                    (h, now, expires, limit),
-                )
-                secret_id = int(cur.lastrowid)
-        except DatabaseOperationError as exc:
-            if "UNIQUE" in str(exc):
-                raise AlreadyExistsError("a pairing secret with this hash already exists") from None
-            raise
-        return PairingSecret(secret_id, now, expires, 0, limit, None, None, None)
+        for attempt in range(_ID_ATTEMPTS):
+            secret_id = new_secret_id()
+            try:
+                with self._db.transaction() as tx:
+                    tx.execute(
+                        "INSERT INTO pairing_secrets (secret_id, secret_hash, created_at, expires_at, "
+                        "max_attempts) VALUES (?, ?, ?, ?, ?)",
+                        (_db_id(secret_id), h, now, expires, limit),
+                    )
+            except DatabaseOperationError as exc:
+                if "secret_hash" in str(exc):
+                    raise AlreadyExistsError("a pairing secret with this hash already exists") from None
+                if "UNIQUE" in str(exc) and attempt + 1 < _ID_ATTEMPTS:
+                    continue  # a 2^-64 id collision: draw again
+                raise
+            return PairingSecret(secret_id, now, expires, 0, limit, None, None, None)
+        raise AssertionError("unreachable")
 
     def get(self, secret_id: int) -> PairingSecret | None:
-        row = self._db.query_one(
-            _SELECT_BY_ID,
-            (secret_id,),
-        )
+        try:
+            key = _db_id(secret_id)
+        except NotFoundError:
+            return None
+        row = self._db.query_one(_SELECT_BY_ID, (key,))
         return None if row is None else _row(row)
 
     def usable_hash(self, secret_id: int) -> bytes | None:
@@ -118,18 +150,19 @@ class PairingSecretRepository:
         None. For protocols whose handshake itself proves knowledge of the secret (the box's
         pairing handshake mixes this hash into its keys); such callers report failures with
         `record_attempt` and finish with `consume`, which re-checks everything atomically."""
+        try:
+            key = _db_id(secret_id)
+        except NotFoundError:
+            return None
         row = self._db.query_one(
             "SELECT secret_hash FROM pairing_secrets WHERE secret_id = ? AND used_at IS NULL "
             "AND locked_at IS NULL AND expires_at > ?",
-            (secret_id, self._clock()),
+            (key, self._clock()),
         )
         return None if row is None else bytes(row[0])
 
     def _load(self, tx: Transaction, secret_id: int) -> PairingSecret:
-        row = tx.execute(
-            _SELECT_BY_ID,
-            (secret_id,),
-        ).fetchone()
+        row = tx.execute(_SELECT_BY_ID, (_db_id(secret_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no pairing secret {secret_id}")
         return _row(row)
@@ -150,7 +183,7 @@ class PairingSecretRepository:
             "locked_at = CASE WHEN locked_at IS NULL AND attempts + 1 >= "
             "max_attempts THEN ? ELSE locked_at END "
             "WHERE secret_id = ?",
-            (now, secret_id),
+            (now, _db_id(secret_id)),
         )
         return self._load(tx, secret_id)
 
@@ -174,7 +207,9 @@ class PairingSecretRepository:
         now = self._clock()
         secret = self._load(tx, secret_id)
         self._check_usable(secret, now)
-        stored = tx.execute("SELECT secret_hash FROM pairing_secrets WHERE secret_id = ?", (secret_id,))
+        stored = tx.execute(
+            "SELECT secret_hash FROM pairing_secrets WHERE secret_id = ?", (_db_id(secret_id),)
+        )
         if not hmac.compare_digest(bytes(stored.fetchone()[0]), h):
             after = self._count_failure(tx, secret_id, now)
             return PairingSecretMismatchError(
@@ -183,7 +218,7 @@ class PairingSecretRepository:
         cur = tx.execute(
             "UPDATE pairing_secrets SET used_at = ?, phone_id = ? "
             "WHERE secret_id = ? AND used_at IS NULL AND locked_at IS NULL AND expires_at > ?",
-            (now, phone_id, secret_id, now),
+            (now, phone_id, _db_id(secret_id), now),
         )
         if cur.rowcount != 1:  # cannot happen under the write lock; belt and braces
             raise PairingSecretUsedError(f"pairing secret {secret_id} was already used")
@@ -207,7 +242,7 @@ class PairingSecretRepository:
         row = self._db.query_one("SELECT secret_id FROM pairing_secrets WHERE secret_hash = ?", (h,))
         if row is None:
             raise NotFoundError("no pairing secret matches")
-        return self.consume(int(row[0]), h, phone_id=phone_id)
+        return self.consume(_api_id(int(row[0])), h, phone_id=phone_id)
 
     def purge(self, *, before: float) -> int:
         """Delete secrets that expired before `before` (used or not)."""

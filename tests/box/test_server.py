@@ -185,21 +185,19 @@ async def test_expired_pairing_secret(h: Harness) -> None:
     assert e.value.code == "pairing_secret_invalid"
 
 
-async def test_pairing_secret_locks_after_failed_attempts(h: Harness) -> None:
+async def test_a_phone_with_a_wrong_secret_proves_nothing_and_locks_nothing(h: Harness) -> None:
+    """v2: a wrong secret cannot even open BOX_AUTH, so it never reaches a proof; only failed proofs
+    count (tests/session/test_attacks.py), and the right phone still pairs afterwards."""
     inv = h.invite(max_attempts=3)
     wrong = PairingInvite(inv.box_id, inv.box_key_hash, inv.secret_id, bytes(16), inv.expires_at)
-    for _ in range(3):
+    for _ in range(5):
         with pytest.raises(SessionError) as e:
             await client.pair(h.listener.connect(), h.phone(), wrong)
-        assert e.value.code == "auth_failed"
-    for _ in range(500):  # the box counts a failure when it sees the link end; wait for all three
-        if h.server.stats.pairing_failures == 3:
-            break
-        await asyncio.sleep(0.01)
-    assert h.server.stats.pairing_failures == 3
-    with pytest.raises(SessionError) as e:  # even the right secret is now refused
-        await client.pair(h.listener.connect(), h.phone(), inv)
-    assert e.value.code == "pairing_secret_invalid"
+        assert e.value.code == "pairing_secret_invalid"
+    assert h.server.stats.pairing_failures == 0
+    s = await client.pair(h.listener.connect(), h.phone(), inv)
+    await s.ping()
+    await s.close()
 
 
 async def test_wrong_box_key_pin_is_mitm(h: Harness) -> None:

@@ -262,6 +262,7 @@ async def make_gateway(
             "audit_file": str(tmp_path / "audit.jsonl"),
             "revocation_sweep_s": 0.2,
             "anomaly": anomaly,
+            "classifier": "rules",  # the model classifier has its own tests (it needs `make models`)
         }
         settings.update(overrides)
         cfg = GatewayConfig(**settings)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from edgebox.gateway.anomaly import AnomalyWatch
+from edgebox.gateway.anomaly import AnomalyWatch, Level, PhoneStanding
 from edgebox.gateway.config import AnomalyConfig
+from edgebox.gateway.state import MemoryDeviceState
 from edgebox.pki.ca import DeviceCA
 from tests.gateway.support import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
@@ -24,52 +25,80 @@ class FakeClock:
         return self.now
 
 
-def test_validation_failures_trip_once_and_slide() -> None:
+def watch(clock: FakeClock, **cfg: Any) -> AnomalyWatch:
+    return AnomalyWatch(AnomalyConfig(**cfg), MemoryDeviceState(clock))
+
+
+async def test_validation_failures_trip_once_and_slide() -> None:
     clock = FakeClock()
-    w = AnomalyWatch(AnomalyConfig(window_s=10, max_validation_failures=3), clock)
-    assert [w.observe_validation_failure("a") for _ in range(3)] == [None, None, None]
+    w = watch(clock, window_s=10, max_validation_failures=3)
+    assert [await w.observe_validation_failure("a") for _ in range(3)] == [None, None, None]
     clock.now += 11  # the window slides: old failures no longer count
-    assert [w.observe_validation_failure("a") for _ in range(3)] == [None, None, None]
-    v = w.observe_validation_failure("a")
-    assert v is not None and v.reason == "validation_failure_rate" and v.observed == 4 and v.threshold == 3
-    assert w.observe_validation_failure("a") is None  # tripped once; the box is being revoked
-    assert w.observe_validation_failure("b") is None  # per device
+    assert [await w.observe_validation_failure("a") for _ in range(3)] == [None, None, None]
+    v = await w.observe_validation_failure("a")
+    assert v is not None and v.reason == "validation_failure_rate" and v.observed == 4
+    assert await w.observe_validation_failure("a") is None  # tripped once; the box is being revoked
+    assert await w.observe_validation_failure("b") is None  # per device
 
 
-def test_repeated_prompts_compare_digests_only() -> None:
+async def test_reset_after_reinstate_watches_again() -> None:
     clock = FakeClock()
-    w = AnomalyWatch(AnomalyConfig(max_identical_prompts=2), clock)
+    w = watch(clock, max_blocked_injections=1)
+    assert await w.observe_blocked_injection("a") is None
+    assert await w.observe_blocked_injection("a") is not None
+    assert await w.observe_blocked_injection("a") is None  # tripped
+    await w.reset("a")  # what `edgebox pki reinstate` leads to
+    assert await w.observe_blocked_injection("a") is None
+    assert await w.observe_blocked_injection("a") is not None  # watching again, not sticky
+
+
+async def test_repeated_identical_prompts() -> None:
+    clock = FakeClock()
+    w = watch(clock, max_identical_prompts=2)
     d1 = w.prompt_digest(b"same prompt")
-    assert d1 == w.prompt_digest(b"same prompt") and d1 != w.prompt_digest(b"other prompt")
-    assert len(d1) == 16 and b"same" not in d1
-    assert w.observe_request("a", d1) is None
-    assert w.observe_request("a", w.prompt_digest(b"other prompt")) is None
-    assert w.observe_request("a", d1) is None
-    v = w.observe_request("a", d1)
+    assert await w.observe_request("a", d1) is None
+    assert await w.observe_request("a", w.prompt_digest(b"other prompt")) is None
+    assert await w.observe_request("a", d1) is None
+    v = await w.observe_request("a", d1)
     assert v is not None and v.reason == "repeated_prompt"
-    # digests are keyed per process: another watch cannot match them against a dictionary
     assert AnomalyWatch(AnomalyConfig()).prompt_digest(b"same prompt") != d1
 
 
-def test_rate_spike_and_blocked_injections() -> None:
+async def test_rate_spike_and_disabled() -> None:
     clock = FakeClock()
-    w = AnomalyWatch(
-        AnomalyConfig(rate_window_s=1, max_requests_per_rate_window=5, max_blocked_injections=1), clock
-    )
+    w = watch(clock, rate_window_s=1, max_requests_per_rate_window=5)
     for _ in range(5):
-        assert w.observe_request("a", None) is None
-        clock.now += 0.3  # 3.3 requests/s: never more than 5 within 1 s
-    clock.now += 1.0
-    burst = [w.observe_request("a", None) for _ in range(7)]
-    assert burst[:5] == [None] * 5
-    v = burst[5]
-    assert v is not None and v.reason == "request_rate_spike" and v.observed == 6
-    assert burst[6] is None  # trips once
-    assert w.observe_blocked_injection("b") is None
-    v = w.observe_blocked_injection("b")
-    assert v is not None and v.reason == "blocked_injection_rate" and "threshold 1" in v.explain()
-    disabled = AnomalyWatch(AnomalyConfig(enabled=False, max_blocked_injections=1), clock)
-    assert [disabled.observe_blocked_injection("c") for _ in range(5)] == [None] * 5
+        clock.now += 0.5
+        assert await w.observe_request("a", None) is None
+    burst = [await w.observe_request("a", None) for _ in range(7)]
+    assert any(v is not None and v.reason == "request_rate_spike" for v in burst)
+    w2 = watch(clock, max_blocked_injections=1)
+    assert await w2.observe_blocked_injection("b") is None
+    v = await w2.observe_blocked_injection("b")
+    assert v is not None and v.reason == "blocked_injection_rate"
+    disabled = watch(clock, enabled=False, max_blocked_injections=1)
+    assert [await disabled.observe_blocked_injection("c") for _ in range(5)] == [None] * 5
+
+
+async def test_graduated_response_per_phone() -> None:
+    clock = FakeClock()
+    w = watch(clock, phone_throttle_after=2, phone_suspend_after=4, max_suspended_phones=1)
+    levels = [await w.observe_blocked_injection("box", "aa01") for _ in range(5)]
+    assert [v.level.value if v else None for v in levels] == [
+        None,
+        None,
+        "throttle_phone",
+        None,
+        "suspend_phone",
+    ]
+    assert (await w.standing("box", "aa01")).suspended
+    assert (await w.standing("box", "bb02")) == PhoneStanding()
+    # phone-level events never revoke the box by themselves ...
+    assert all(v is None or v.level is not Level.revoke_box for v in levels)
+    # ... but a second suspended phone (more than max_suspended_phones) is a box-level anomaly
+    second = [await w.observe_blocked_injection("box", "bb02") for _ in range(5)]
+    assert second[-1] is not None and second[-1].level is Level.revoke_box
+    assert second[-1].reason == "suspended_phones"
 
 
 @pytest.mark.parametrize("kind", ["validation", "injection", "repeat"])

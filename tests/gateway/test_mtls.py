@@ -30,10 +30,13 @@ async def _post_with(ctx: ssl.SSLContext, port: int) -> int:
 
 
 async def test_no_client_certificate_is_refused(make_gateway: GatewayFactory, pki: DeviceCA) -> None:
+    """TLS lets a certificate-less client in only for enrolment; every device route refuses it."""
     gw = await make_gateway()
     ctx = ssl.create_default_context(cafile=str(pki.cert_path))
-    with pytest.raises(aiohttp.ClientError):
-        await _post_with(ctx, gw.port)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as c:
+        for path, body in (("/v1/chat/completions", chat_body()), ("/v1/pki/renew", None)):
+            r = await c.post(f"https://127.0.0.1:{gw.port}{path}", json=body)
+            assert r.status == 403 and (await r.json())["error"]["code"] == "device_unknown"
 
 
 async def test_certificate_from_another_ca_is_refused(

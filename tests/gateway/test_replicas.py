@@ -15,9 +15,9 @@ from edgebox.pipeline.quota import (
     QuotaLimit,
     QuotaRequestTooLarge,
     RedisQuota,
-    connect_redis,
 )
 from edgebox.pki.ca import DeviceCA
+from edgebox.redisconn import connect as connect_redis
 from tests.gateway.support import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 

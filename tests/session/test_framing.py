@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.errors import ErrorCode, RemoteProtocolError, SessionError
 from edgebox.session.framing import (
     FLAG_ACK,
     FLAG_BEGIN,
@@ -90,7 +90,8 @@ def test_data_before_capabilities_is_refused() -> None:
     [
         (lambda r: r[:-1], ErrorCode.malformed),  # short
         (lambda r: r[:1] + b"XX" + r[3:], ErrorCode.malformed),  # magic
-        (lambda r: r[:3] + b"\x02\x02" + r[5:], ErrorCode.unsupported_version),
+        (lambda r: r[:3] + b"\x01\x01" + r[5:], ErrorCode.unsupported_version),  # a v1 phone
+        (lambda r: r[:3] + b"\x03\x03" + r[5:], ErrorCode.unsupported_version),
         (lambda r: r[:5] + struct.pack(">H", 19) + r[7:], ErrorCode.malformed),  # mtu too small
         (lambda r: r[:5] + struct.pack(">H", 513) + r[7:], ErrorCode.malformed),  # mtu too big
         (lambda r: r[:7] + b"\x00", ErrorCode.malformed),  # window 0 (chip #73099)
@@ -107,11 +108,57 @@ def test_bad_capabilities_request(mutate, code) -> None:  # type: ignore[no-unty
     assert box.state is FramerState.failed
 
 
+def test_v1_phone_gets_an_answer_naming_version_2_then_the_box_fails() -> None:
+    """An old-version peer gets a clear typed refusal: the box still answers (v1's response layout,
+    version byte 2) so a v1 phone fails with unsupported_version instead of seeing the link drop."""
+    box = Framer(Role.box, 244)
+    v1_request = struct.pack(">B2sBBHB", FLAG_CAPS, b"EB", 1, 1, 244, 32)
+    with pytest.raises(RemoteProtocolError) as e:
+        box.receive_datagram(v1_request)
+    assert e.value.wire_code is ErrorCode.unsupported_version
+    [answer] = box.take_refusal()
+    flags, magic, version, _mtu, _window = struct.unpack(">B2sBHB", answer)  # what a v1 phone parses
+    assert (flags, magic, version) == (FLAG_CAPS, b"EB", 2)
+    # ...and a v2 phone given a v1 box's answer refuses it the same way.
+    phone = Framer(Role.phone, 244)
+    phone.start()
+    with pytest.raises(RemoteProtocolError) as e:
+        phone.receive_datagram(struct.pack(">B2sBHB", FLAG_CAPS, b"EB", 1, 244, 32))
+    assert e.value.wire_code is ErrorCode.unsupported_version
+
+
+def test_capabilities_bytes_are_exposed_for_the_transcript() -> None:
+    phone, box = Framer(Role.phone, 100, window=10), Framer(Role.box, 80, window=12)
+    req = phone.start()
+    box.receive_datagram(req)
+    [rsp] = box.datagrams_to_send()
+    phone.receive_datagram(rsp)
+    assert phone.capabilities == box.capabilities == req + rsp and len(req + rsp) == 15
+
+
+def test_held_acks_still_process_the_peers_acks() -> None:
+    """hold_acks stops granting the peer window, never stops us reading acks for our own data."""
+    phone, box = opened(mtu_phone=20, mtu_box=20, win_phone=4, win_box=4)
+    box.hold_acks = True
+    box.send_message(b"x" * 60)  # several fragments, more than the phone's window
+    sent = box.datagrams_to_send()
+    assert box.in_flight == 4
+    phone.send_message(b"ping")
+    for d in sent:
+        phone.receive_datagram(d)
+    for d in phone.datagrams_to_send():  # the phone's ping carries its ack for our fragments
+        box.receive_datagram(d)
+    assert box.in_flight == 0  # our window reopened although we hold acks
+    assert all(not (d[0] & 0x04) for d in box.datagrams_to_send())  # and we granted none
+    box.hold_acks = False
+    assert any(d[0] & 0x04 for d in box.datagrams_to_send())
+
+
 def test_box_choosing_bigger_mtu_is_refused() -> None:
     phone = Framer(Role.phone, 40)
     phone.start()
     with pytest.raises(SessionError):
-        phone.receive_datagram(struct.pack(">B2sBHB", FLAG_CAPS, b"EB", 1, 41, 4))
+        phone.receive_datagram(struct.pack(">B2sBHB", FLAG_CAPS, b"EB", 2, 41, 4))
 
 
 def test_single_and_multi_fragment_messages() -> None:

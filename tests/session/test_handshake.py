@@ -18,9 +18,9 @@ from edgebox.session.connection import (
     SessionEstablished,
     State,
 )
-from edgebox.session.errors import ErrorCode, SessionError
+from edgebox.session.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SessionError
 from edgebox.session.handshake import Hello, Mode
-from tests.session.util import Pair, deliver, establish
+from tests.session.util import CAPS, Pair, deliver, establish
 
 P256_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
 
@@ -94,25 +94,28 @@ def test_phone_identity_is_never_in_clear() -> None:
 
 def test_wrong_pairing_secret_fails_both_sides() -> None:
     p = Pair()
-    phone = PhoneConnection(p.phone_key, p.box_hash, pairing_secret=(p.invite.secret_id, b"\x00" * 16))
-    box = BoxConnection(p.box_key)
+    phone = PhoneConnection(
+        p.phone_key, p.box_hash, capabilities=CAPS, pairing_secret=(p.invite.secret_id, b"\x00" * 16)
+    )
+    box = BoxConnection(p.box_key, capabilities=CAPS)
     phone.start()
     deliver(phone, box)
     box.provide_secret(p.invite.psk())
     with pytest.raises(SessionError) as e:
         deliver(box, phone)
-    assert e.value.wire_code is ErrorCode.auth_failed
+    assert e.value.wire_code is ErrorCode.pairing_secret_invalid
     assert phone.state is State.failed
-    # The phone tells the box; the box fails on the ERROR.
+    # The phone tells the box (in plaintext: it has no keys); the box fails on the ERROR, and
+    # nothing was proved, so nothing counts against the secret.
     [ev] = deliver(phone, box)
-    assert ev == PeerError(ErrorCode.auth_failed)
-    assert box.state is State.failed
+    assert ev == PeerError(ErrorCode.pairing_secret_invalid)
+    assert box.state is State.failed and not box.failed_proof
 
 
 def test_attacker_without_secret_cannot_complete_pairing() -> None:
     """Someone who knows the secret id (public) but not the secret cannot forge PHONE_AUTH."""
     p = Pair()
-    box = BoxConnection(p.box_key)
+    box = BoxConnection(p.box_key, capabilities=CAPS)
     eph = crypto.generate_private_key()
     hello = Hello(Mode.pairing, bytes(32), crypto.encode_public(eph), p.invite.secret_id).encode()
     box.receive_message(hello, 0)
@@ -121,33 +124,55 @@ def test_attacker_without_secret_cannot_complete_pairing() -> None:
     # Attacker derives keys with a guessed psk and seals its own identity.
     shared = crypto.ecdh(eph, crypto.decode_public(box_auth[41:106]))
     ms = handshake.master_secret(shared, handshake.pairing_psk(bytes(16)))
-    th3 = crypto.sha256(hello, box_auth)
+    th3 = crypto.sha256(CAPS, hello, box_auth)
     atk = crypto.generate_private_key()
     forged = bytes((0x03,)) + handshake.seal_identity(ms, b"phone", th3, atk, crypto.encode_public(atk))
     with pytest.raises(SessionError) as e:
         box.receive_message(forged, 0)
     assert e.value.wire_code is ErrorCode.auth_failed
-    assert box.data_to_send() == [handshake.encode_error(ErrorCode.auth_failed)]
+    assert box.failed_proof  # the one event that may count against the secret
+    # The answer to PHONE_AUTH is always a record (here an ERROR record), never plaintext.
+    [answer] = box.data_to_send()
+    assert answer[0] == 0x17 and len(answer) == 1 + 128 + 16
 
 
-def test_unknown_expired_or_locked_secret_is_refused_by_box() -> None:
+def _box_answers(psk: bytes | None, p: Pair) -> tuple[list[int], list[int]]:
+    """Lengths and first bytes of what the box sends to a stranger who names `secret_id`."""
+    box = BoxConnection(p.box_key, capabilities=CAPS)
+    eph = crypto.generate_private_key()
+    hello = Hello(Mode.pairing, bytes(32), crypto.encode_public(eph), p.invite.secret_id).encode()
+    [ev] = box.receive_message(hello, 0)
+    assert isinstance(ev, PairingSecretRequested)
+    box.provide_secret(psk)
+    [box_auth] = box.data_to_send()
+    with pytest.raises(SessionError) as e:
+        box.receive_message(bytes((0x03,)) + bytes(177), 0)  # a guess that does not verify
+    assert e.value.wire_code is ErrorCode.auth_failed
+    sent = [box_auth, *box.data_to_send()]
+    return [len(m) for m in sent], [m[0] for m in sent]
+
+
+def test_unknown_secret_id_is_answered_exactly_like_a_wrong_secret() -> None:
+    """No oracle: an unknown, expired, used or locked id (psk None) gets the same BOX_AUTH and the
+    same encrypted answer to a guess as a live id with a wrong secret (v1 refused it at once)."""
     p = Pair()
+    assert _box_answers(None, p) == _box_answers(p.invite.psk(), p)
+    # The real phone with that (dead) code reports a typed refusal, not a hang.
     phone, box = p.pairing()
     phone.start()
     deliver(phone, box)
+    box.provide_secret(None)
     with pytest.raises(SessionError) as e:
-        box.provide_secret(None)
+        deliver(box, phone)
     assert e.value.wire_code is ErrorCode.pairing_secret_invalid
-    [ev] = deliver(box, phone)
-    assert ev == PeerError(ErrorCode.pairing_secret_invalid)
     assert phone.state is State.failed
 
 
 def test_mitm_with_own_key_is_detected_in_session_mode() -> None:
     p = Pair()
     mitm = crypto.generate_private_key()
-    phone = PhoneConnection(p.phone_key, p.box_hash)
-    box = BoxConnection(mitm)  # attacker answers with its own (validly signing) key
+    phone = PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS)
+    box = BoxConnection(mitm, capabilities=CAPS)  # attacker answers with its own (validly signing) key
     phone.start()
     deliver(phone, box)
     with pytest.raises(SessionError) as e:
@@ -159,13 +184,14 @@ def test_mitm_in_pairing_mode_cannot_even_decrypt() -> None:
     p = Pair()
     mitm = crypto.generate_private_key()
     phone, _ = p.pairing()
-    box = BoxConnection(mitm)
+    box = BoxConnection(mitm, capabilities=CAPS)
     phone.start()
     deliver(phone, box)
     box.provide_secret(handshake.pairing_psk(bytes(16)))  # MITM does not know it
     with pytest.raises(SessionError) as e:
         deliver(box, phone)
-    assert e.value.wire_code is ErrorCode.auth_failed
+    # The phone cannot tell a MITM from a dead code; it says so without blaming either.
+    assert e.value.wire_code is ErrorCode.pairing_secret_invalid
 
 
 def test_box_signature_over_transcript_is_checked() -> None:
@@ -212,8 +238,8 @@ def _invalid_points() -> list[bytes]:
 
 @pytest.mark.parametrize("bad", _invalid_points())
 def test_invalid_curve_points_in_hello_are_refused(bad: bytes) -> None:
-    box = BoxConnection(crypto.generate_private_key())
-    hello = bytes((0x01, 1, 1)) + bytes(32) + bad
+    box = BoxConnection(crypto.generate_private_key(), capabilities=CAPS)
+    hello = bytes((0x01, 2, 1)) + bytes(32) + bad
     with pytest.raises(SessionError) as e:
         box.receive_message(hello, 0)
     assert e.value.wire_code is ErrorCode.invalid_point
@@ -243,7 +269,7 @@ def test_invalid_identity_point_inside_sealed_identity() -> None:
     # Re-derive the phone's handshake key as the phone would and seal an invalid point.
     shared = crypto.ecdh(phone._eph, crypto.decode_public(auth[41:106]))
     ms = handshake.master_secret(shared, None)
-    th3 = crypto.sha256(hello, auth)
+    th3 = crypto.sha256(CAPS, hello, auth)
     bad = _invalid_points()[1]
     forged = bytes((0x03,)) + handshake.seal_identity(ms, b"phone", th3, p.phone_key, bad)
     with pytest.raises(SessionError) as e:
@@ -256,11 +282,11 @@ def test_unexpected_messages_in_each_state() -> None:
     phone, box = p.pairing()
     # Box awaiting HELLO gets PHONE_AUTH.
     with pytest.raises(SessionError) as e:
-        BoxConnection(p.box_key).receive_message(bytes((0x03,)) + bytes(177), 0)
+        BoxConnection(p.box_key, capabilities=CAPS).receive_message(bytes((0x03,)) + bytes(177), 0)
     assert e.value.wire_code is ErrorCode.malformed
     # Phone before start gets anything.
     with pytest.raises(SessionError) as e:
-        PhoneConnection(p.phone_key, p.box_hash).receive_message(b"\x02" + bytes(10), 0)
+        PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS).receive_message(b"\x02" + bytes(10), 0)
     assert e.value.wire_code is ErrorCode.unexpected_message
     # Box awaiting the secret gets another message.
     phone.start()
@@ -270,14 +296,14 @@ def test_unexpected_messages_in_each_state() -> None:
     assert e.value.wire_code is ErrorCode.unexpected_message
     # accept()/refuse() without a phone awaiting a decision.
     with pytest.raises(SessionError):
-        BoxConnection(p.box_key).accept(0)
+        BoxConnection(p.box_key, capabilities=CAPS).accept(0)
+    with pytest.raises(LocalProtocolError):
+        box.refuse(ErrorCode.phone_unknown)  # awaiting the secret: nothing to refuse
     with pytest.raises(SessionError):
-        BoxConnection(p.box_key).refuse(ErrorCode.phone_unknown)
-    with pytest.raises(SessionError):
-        BoxConnection(p.box_key).provide_secret(b"x" * 32)
+        BoxConnection(p.box_key, capabilities=CAPS).provide_secret(b"x" * 32)
     # Sending application data before establishment.
     with pytest.raises(SessionError):
-        PhoneConnection(p.phone_key, p.box_hash).send_message(b"x", 0)
+        PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS).send_message(b"x", 0)
 
 
 def test_phone_refuses_data_record_before_accept() -> None:
@@ -311,13 +337,19 @@ def test_replayed_handshake_message_in_established_session() -> None:
 def test_hello_version_and_mode_checks() -> None:
     eph = crypto.encode_public(crypto.generate_private_key())
     with pytest.raises(SessionError) as e:
-        BoxConnection(crypto.generate_private_key()).receive_message(bytes((1, 2, 1)) + bytes(32) + eph, 0)
-    assert e.value.wire_code is ErrorCode.unsupported_version
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 1, 1)) + bytes(32) + eph, 0
+        )
+    assert e.value.wire_code is ErrorCode.unsupported_version  # a v1 HELLO
     with pytest.raises(SessionError) as e:
-        BoxConnection(crypto.generate_private_key()).receive_message(bytes((1, 1, 9)) + bytes(32) + eph, 0)
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 2, 9)) + bytes(32) + eph, 0
+        )
     assert e.value.wire_code is ErrorCode.malformed
     with pytest.raises(SessionError):  # pairing HELLO without secret id
-        BoxConnection(crypto.generate_private_key()).receive_message(bytes((1, 1, 2)) + bytes(32) + eph, 0)
+        BoxConnection(crypto.generate_private_key(), capabilities=CAPS).receive_message(
+            bytes((1, 2, 2)) + bytes(32) + eph, 0
+        )
 
 
 def test_sessions_have_distinct_ids_and_keys() -> None:
@@ -341,8 +373,63 @@ def test_fuzz_handshake_parsers_only_raise_session_error(data: bytes, prefix: by
     p = Pair()
     phone, box = p.session()
     phone.start()
-    for target in (box, phone, BoxConnection(p.box_key)):
+    for target in (box, phone, BoxConnection(p.box_key, capabilities=CAPS)):
         try:
             target.receive_message(prefix + data, 0)
         except SessionError:
             assert target.state is State.failed
+
+
+def test_injected_plaintext_error_cannot_end_or_mislabel_a_live_session() -> None:
+    """v1 honoured plaintext ERROR in every state: `7f0009` made a live phone report "revoked".
+    Once a side holds traffic keys an unauthenticated ERROR is dropped unread (Rule 2)."""
+    p = Pair()
+    phone, box = p.session()
+    establish(phone, box)
+    forged = handshake.encode_error(ErrorCode.phone_revoked)
+    assert phone.receive_message(forged, 0) == [] and phone.established
+    assert box.receive_message(forged, 0) == [] and box.established
+    assert phone.ignored_plaintext_errors == box.ignored_plaintext_errors == 1
+    box.send_message(b"still talking", 0)
+    assert deliver(box, phone) == [MessageReceived(b"still talking")]
+    # ...also while the phone waits for the verdict (it already holds keys).
+    phone2, box2 = p.session()
+    phone2.start()
+    deliver(phone2, box2)
+    deliver(box2, phone2)
+    deliver(phone2, box2)
+    assert phone2.receive_message(forged, 0) == [] and phone2.state is State.auth_sent
+    # A genuine refusal is an encrypted record the phone reports with its code.
+    box2.refuse(ErrorCode.phone_revoked, 0)
+    assert deliver(box2, phone2) == [PeerError(ErrorCode.phone_revoked)]
+
+
+def test_errors_say_whose_fault_they_are() -> None:
+    p = Pair()
+    with pytest.raises(LocalProtocolError):  # our own misuse: sending before the handshake
+        PhoneConnection(p.phone_key, p.box_hash, capabilities=CAPS).send_message(b"x", 0)
+    box = BoxConnection(p.box_key, capabilities=CAPS)
+    with pytest.raises(RemoteProtocolError):  # the peer's fault: a malformed HELLO
+        box.receive_message(b"\x01\x02", 0)
+    assert box.state is State.failed
+
+
+def test_transition_table_drives_both_ends() -> None:
+    """Every step the connections take is in states.TRANSITIONS (and the spec prints that table)."""
+    from edgebox.session import states
+
+    p = Pair()
+    phone, box = p.pairing()
+    walked: list[tuple[str, str]] = []
+    for conn in (phone, box):
+        original = conn._step
+
+        def spy(step: states.Event, conn: PhoneConnection | BoxConnection = conn, original=original) -> None:  # type: ignore[no-untyped-def]
+            before = conn.state
+            original(step)
+            walked.append((before.value, conn.state.value))
+            assert states.next_state(conn.role, before, step) is conn.state
+
+        conn._step = spy  # type: ignore[method-assign]
+    establish(phone, box, psk=p.invite.psk())
+    assert ("HELLO_SENT", "AUTH_SENT") in walked and ("AUTH_SENT", "ESTABLISHED") in walked

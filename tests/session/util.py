@@ -12,7 +12,20 @@ from edgebox.session.connection import (
     PhoneAuthenticated,
     PhoneConnection,
 )
+from edgebox.session.framing import Framer, Role
 from edgebox.session.invite import PairingInvite, new_invite
+
+
+def capabilities(mtu: int = 244, window: int = 96) -> bytes:
+    """The 15 bytes of a real capabilities exchange (the handshake transcript's first bytes)."""
+    phone, box = Framer(Role.phone, mtu, window), Framer(Role.box, mtu, window)
+    box.receive_datagram(phone.start())
+    [rsp] = box.datagrams_to_send()
+    phone.receive_datagram(rsp)
+    return phone.capabilities
+
+
+CAPS = capabilities()
 
 
 def deliver(
@@ -35,17 +48,23 @@ class Pair:
 
     def pairing(self) -> tuple[PhoneConnection, BoxConnection]:
         phone = PhoneConnection(
-            self.phone_key, self.box_hash, pairing_secret=(self.invite.secret_id, self.invite.secret)
+            self.phone_key,
+            self.box_hash,
+            capabilities=CAPS,
+            pairing_secret=(self.invite.secret_id, self.invite.secret),
         )
-        return phone, BoxConnection(self.box_key)
+        return phone, BoxConnection(self.box_key, capabilities=CAPS)
 
     def session(self) -> tuple[PhoneConnection, BoxConnection]:
-        return PhoneConnection(self.phone_key, self.box_hash), BoxConnection(self.box_key)
+        return (
+            PhoneConnection(self.phone_key, self.box_hash, capabilities=CAPS),
+            BoxConnection(self.box_key, capabilities=CAPS),
+        )
 
 
 def establish(phone: PhoneConnection, box: BoxConnection, psk: bytes | None = None, now: float = 0.0) -> None:
     """Run a full handshake; the box accepts whoever authenticates."""
-    phone.start()
+    phone.start(now)
     events = deliver(phone, box, now)
     if events and isinstance(events[0], PairingSecretRequested):
         box.provide_secret(psk)
