@@ -38,7 +38,8 @@ from edgebox.models.errors import ModelBuildError
 from edgebox.models.features import FEATURE_VERSION, NGRAM_DIM, SIGNAL_DIM, SIGNAL_NAMES
 from edgebox.models.injection import CLASSIFIER_MAX_TOKENS, feature_rows, split_windows, splitter
 from edgebox.models.training.corpus import SEED, Example, holdout_sets, load_sources, synthetic_training
-from edgebox.models.training.families import ATTACK_FAMILIES, family_of, family_split
+from edgebox.models.training.families import ATTACK_FAMILIES, calibration_templates, family_of, family_split
+from edgebox.models.training.families import SOURCE as FAMILY_SOURCE
 
 C = 4.0
 EMB_SCALE = 0.5  # the embedding block carries topic; halving it cut held-out-source FPR (LOSO)
@@ -50,6 +51,7 @@ THRESHOLD = 0.5
 # leave-one-source-out pool and held-out set v1 (never on v2) to meet the <= 5 % benign-instruction
 # false-positive goal at the cost of some recall.
 PRIOR_SHIFT = float(np.log(0.3 / 0.7))  # used only when no evaluation (hence no calibration) runs
+WEIGHT_BY_FAMILY = False
 FPR_BUDGET = 0.04  # mean false-positive rate over held-out benign sources allowed by the calibration
 # Benign families that look like attacks (the hard negatives of the goal).
 HARD_NEGATIVE_FAMILIES = frozenset(
@@ -74,13 +76,28 @@ HOLDOUT_NAMES = (
 
 class Features:
     def __init__(
-        self, rows: Any, rule: np.ndarray, labels: np.ndarray, sources: list[str], trainable: np.ndarray
+        self,
+        rows: Any,
+        rule: np.ndarray,
+        labels: np.ndarray,
+        sources: list[str],
+        trainable: np.ndarray,
+        groups: list[str] | None = None,
     ) -> None:
         self.rows = rows  # scipy CSR (n, F)
         self.rule = rule
         self.labels = labels
         self.sources = sources
         self.trainable = trainable  # False: evaluated, never trained on
+        self.groups = groups if groups is not None else sources  # weighting groups
+
+
+def weight_group(ex: Example) -> str:
+    """The weighting group: the source, and for the project's family data, source + family (each
+    family counts like a source of its own, so 20 families are not outweighed by one big corpus)."""
+    if WEIGHT_BY_FAMILY and ex.source == FAMILY_SOURCE:
+        return f"{ex.source}/{family_of(ex)}"
+    return ex.source
 
 
 def featurise(examples: Sequence[Example], embedder: Embedder) -> Features:
@@ -101,6 +118,7 @@ def featurise(examples: Sequence[Example], embedder: Embedder) -> Features:
         np.asarray([ex.label for ex in examples]),
         [ex.source for ex in examples],
         np.asarray([trainable(ex) for ex in examples]),
+        [weight_group(ex) for ex in examples],
     )
 
 
@@ -138,7 +156,7 @@ def fit(feats: Features, idx: np.ndarray, shift: float = PRIOR_SHIFT) -> tuple[n
     x = feats.rows[idx] @ sparse.diags(scale)
     y = feats.labels[idx]
     model = LogisticRegression(C=C, max_iter=2000, random_state=SEED, tol=1e-5)
-    model.fit(x, y, sample_weight=_weights(y, [feats.sources[i] for i in idx]))
+    model.fit(x, y, sample_weight=_weights(y, [feats.groups[i] for i in idx]))
     return (model.coef_[0] * scale).astype(np.float32), float(model.intercept_[0]) + shift
 
 
@@ -198,11 +216,18 @@ def _logits(feats: Features, idx: np.ndarray, w: np.ndarray, b: float) -> np.nda
     return np.asarray(feats.rows[idx] @ w.astype(np.float64) + b, dtype=np.float64)
 
 
-def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> tuple[dict[str, Any], float]:
-    """Leave-one-source-out with the calibrated shift; returns (evaluation, calibrated shift)."""
+def evaluate(
+    feats: Features, holdout: Features, log: Callable[[str], None], calib: np.ndarray | None = None
+) -> tuple[dict[str, Any], float]:
+    """Leave-one-source-out with the calibrated shift; returns (evaluation, calibrated shift).
+
+    `calib` marks the calibration rows of the project's family data: their group in the
+    calibration is scored by a model trained without them (instead of the family LOSO fold, which
+    measures a model that never saw a single benign twin - not what ships)."""
     n = len(feats.labels)
     all_idx = np.arange(n)
     sources = sorted(set(feats.sources))
+    calib = np.zeros(n, dtype=bool) if calib is None else calib
     folds: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for source in sources:
         test = np.asarray([i for i in all_idx if feats.sources[i] == source])
@@ -210,12 +235,19 @@ def evaluate(feats: Features, holdout: Features, log: Callable[[str], None]) -> 
         w, b = fit(feats, train, shift=0.0)
         folds[source] = (test, _logits(feats, test, w, b), w, np.asarray([b]))
         log(f"  LOSO fold {source} fitted")
-    calibration = calibrate(
-        {
-            s: (feats.labels[t][feats.trainable[t]], lg[feats.trainable[t]])
-            for s, (t, lg, _, _) in folds.items()
-        }
-    )
+    groups = {
+        s: (feats.labels[t][feats.trainable[t]], lg[feats.trainable[t]])
+        for s, (t, lg, _, _) in folds.items()
+        if not (calib.any() and s == FAMILY_SOURCE)
+    }
+    if calib.any():
+        w, b = fit(feats, np.flatnonzero(~calib), shift=0.0)
+        groups[f"{FAMILY_SOURCE} (calibration templates)"] = (
+            feats.labels[calib],
+            _logits(feats, np.flatnonzero(calib), w, b),
+        )
+    calibration = calibrate(groups)
+    calibration["groups"] = sorted(groups)
     shift = calibration["shift"]
     loso: dict[str, Any] = {}
     pooled_y, pooled_p, pooled_t = [], [], []
@@ -304,6 +336,7 @@ class Prepared:
     holdout: Features
     family_held: list[Example]
     family: Features
+    calibration: np.ndarray  # rows of `examples` in the family calibration split
 
 
 def prepare(data_dir: Path, log: Callable[[str], None] = print) -> Prepared:
@@ -331,7 +364,9 @@ def prepare(data_dir: Path, log: Callable[[str], None] = print) -> Prepared:
         feats = featurise(examples, embedder)
         holdout = featurise(held, embedder)
         family = featurise(family_held, embedder)
-    return Prepared(digest, examples, feats, held, holdout, family_held, family)
+    calib = calibration_templates()
+    mask = np.asarray([ex.source == FAMILY_SOURCE and ex.text in calib for ex in examples])
+    return Prepared(digest, examples, feats, held, holdout, family_held, family, mask)
 
 
 def finish(
@@ -349,7 +384,7 @@ def finish(
     feats, holdout = prep.feats, prep.holdout
     with threadpool_limits(limits=1):
         if evaluate_model:
-            evaluation, shift = evaluate(feats, holdout, log)
+            evaluation, shift = evaluate(feats, holdout, log, prep.calibration)
         else:  # reuse the committed calibration: the same data gives the same head
             evaluation, shift = {}, float(previous.get("calibration_shift", PRIOR_SHIFT))
         w, b = fit(feats, np.arange(len(prep.examples)), shift=shift)
