@@ -77,6 +77,8 @@ bench: models-litert
 	@$(PY) -m edgebox bench store --json
 	@$(PY) -m edgebox bench models --json
 	@$(PY) -m edgebox bench gateway --json
+	@$(PY) -m edgebox bench box --json
+	@$(PY) -m edgebox bench phone_web --json
 	@hil/virtual/run --bench
 
 clean:

@@ -87,6 +87,7 @@ async def test_pair_stream_cancel_revoke(web: Web, tmp_path: Path) -> None:
         await _ask(web, "am I still allowed")
         await expect(web.page.locator("#error")).to_have_attribute("data-code", "phone_revoked")
         await expect(web.page.locator("#error")).to_contain_text("removed from the box")
+        await expect(web.page.locator("#pair-section")).to_be_visible()  # it can only pair again
         assert web.errors == []
     finally:
         await stop_box(box)
