@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "edgebox.store.cli",
     "edgebox.models.cli",
     "edgebox.telemetry.cli",
+    "edgebox.provision.cli",
 )
 
 # `edgebox bench NAME` -> module whose run(args) returns the JSON-able result.
