@@ -16,14 +16,18 @@ APT_TEST := dbus redis-server systemd chromium
 APT_NODE := $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 PHONE_WEB := edgebox/phone_web
 APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-static dbus kmod cpio
+# SD image build (mmdebstrap + qemu-user + genimage) and its qemu-system-aarch64 boot test.
+APT_IMAGE := mmdebstrap qemu-user-static binfmt-support arch-test eatmydata genimage mtools dosfstools \
+	e2fsprogs qemu-system-arm qemu-utils systemd
 
-.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models lint-web
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models lint-web image image-test
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
-	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier"
+	@echo "make test   - lint (ruff, mypy), unit/integration tests, virtual BLE HIL tier, SD image build + qemu boot"
 	@echo "make bench  - benchmarks, one JSON object per line"
 	@echo "make lint   - ruff + mypy only"
+	@echo "make image  - Raspberry Pi 3/4 SD image in var/image (make image-test boots it under qemu)"
 
 bootstrap:
 	@$(BOOTSTRAP) $(APT_DEMO)
@@ -34,8 +38,8 @@ demo: models
 
 lint:
 	@$(BOOTSTRAP)
-	$(VENV)/bin/ruff check edgebox tests bench hil
-	$(VENV)/bin/ruff format --check edgebox tests bench hil
+	$(VENV)/bin/ruff check edgebox tests bench hil image
+	$(VENV)/bin/ruff format --check edgebox tests bench hil image
 	$(VENV)/bin/mypy
 
 # Local models (embedder + injection classifier) in var/models; a no-op when the manifest matches the
@@ -52,6 +56,16 @@ hil-virtual:
 	@$(BOOTSTRAP) $(APT_HIL)
 	hil/virtual/run
 
+# Raspberry Pi 3/4 SD image (arm64) in var/image; each stage cached by its input hash (image/build.py).
+image: models
+	@$(BOOTSTRAP) $(APT_IMAGE)
+	@$(PY) image/build.py
+
+# The image's own tests: generic-image check on the partitions, then two qemu boots (docs/image.md).
+image-test: image
+	@$(BOOTSTRAP) $(APT_IMAGE)
+	EDGEBOX_IMAGE_TESTS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/image
+
 # Type check (tsc --noEmit over the @ts-check JSDoc) and lint (eslint) the web phone bundle. The
 # tools come from package-lock.json only (npm ci, install scripts off); the page itself needs none.
 lint-web:
@@ -60,7 +74,7 @@ lint-web:
 		npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; }
 	cd $(PHONE_WEB) && npm run -s typecheck && npm run -s lint
 
-test: lint lint-web unit hil-virtual
+test: lint lint-web unit hil-virtual image-test
 
 # One JSON object per line; each figure is a ratio against a baseline measured in the same run.
 # The BLE figures come from inside the qemu guest (hil/virtual/run --bench).
@@ -70,6 +84,8 @@ bench: models
 	@$(PY) -m edgebox bench store --json
 	@$(PY) -m edgebox bench models --json
 	@$(PY) -m edgebox bench gateway --json
+	@$(PY) -m edgebox bench box --json
+	@$(PY) -m edgebox bench phone_web --json
 	@hil/virtual/run --bench
 
 clean:

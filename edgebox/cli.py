@@ -32,15 +32,18 @@ COMMAND_MODULES = (
     "edgebox.store.cli",
     "edgebox.models.cli",
     "edgebox.telemetry.cli",
+    "edgebox.provision.cli",
 )
 
 # `edgebox bench NAME` -> module whose run(args) returns the JSON-able result.
 BENCHES = {
     "session": "edgebox.session.bench",
-    "ble": "edgebox.ble.bench",
+    "ble": "bench.ble",  # a checkout's bench/ (box + phone together: not part of edgebox.ble)
     "gateway": "edgebox.gateway.bench",
     "store": "edgebox.store.bench",
     "models": "edgebox.models.bench",
+    "box": "edgebox.box.bench",
+    "phone_web": "edgebox.phone_web.bench",
 }
 
 

@@ -46,9 +46,11 @@ from edgebox.admin.backend import (
     StatusSnapshot,
 )
 from edgebox.admin.library import (
+    UPLOAD_SOURCE,
     _dir_bytes,
     activity_of,
     cache_hit_rate,
+    check_upload,
     invite_state_of,
     model_versions,
     prompt_log_of,
@@ -58,8 +60,6 @@ from edgebox.errors import EdgeboxError
 from edgebox.log import get_logger
 
 log = get_logger("edgebox.admin.daemon")
-
-UPLOAD_SOURCE = "admin-upload"  # document source of an upload: admin-upload/<file name>
 
 
 def _get(doc: Mapping[str, Any], name: str) -> Any:
@@ -181,11 +181,7 @@ class DaemonBackend:
     async def add_document(
         self, filename: str, content_type: str, data: bytes, progress: ProgressCallback
     ) -> DocumentView:
-        name = os.path.basename(filename.replace("\\", "/"))[:200] or "document"
-        if Path(name).suffix.lower() not in (".pdf", ".txt", ".text", ".md", ".markdown"):
-            raise InvalidInput("upload a PDF (.pdf), text (.txt) or markdown (.md) file")
-        if name.lower().endswith(".pdf") and not data.startswith(b"%PDF-"):
-            raise InvalidInput("the file is not a PDF")
+        name = check_upload(filename, data)
         uploads = self._state_dir / "admin" / "uploads"
         uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder = Path(tempfile.mkdtemp(dir=uploads))  # the file keeps its own name: the title is its stem

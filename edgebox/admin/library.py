@@ -6,20 +6,20 @@ Theory of operation: this is what the admin page runs on when it is not handed t
 same single-use, hashed secrets the session server checks), the live `BoxServer` (connected
 phones; revoke drops the phone's sessions at once) and the TOML config file (settings).
 
-Documents: the uploaded bytes are decoded (PDF through pypdf, text and markdown as UTF-8), split
-into paragraph-aligned chunks, embedded in batches by the injected `embed` function (the local
-MiniLM embedder) and stored as one document in one transaction; `progress` is called at each step
+Documents: an upload is checked (type, size, PDF magic), read and cut into passages by the box's own
+document reader (`edgebox.box.library`: pypdf for PDF, UTF-8 text and markdown), embedded in batches
+by the injected `embed` function (the local MiniLM embedder) and stored as one document in one
+transaction; `progress` is called at each step
 so the page can show it. Nothing about a document's text is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
-import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +50,7 @@ from edgebox.admin.backend import (
 from edgebox.box.identity import BoxIdentity
 from edgebox.box.registry import PhoneRegistry
 from edgebox.box.server import BoxServer
+from edgebox.errors import EdgeboxError
 from edgebox.log import get_logger
 from edgebox.store.documents import ChunkInput
 from edgebox.store.errors import InvalidInputError, NotFoundError
@@ -58,7 +59,8 @@ from edgebox.store.store import Store
 log = get_logger("edgebox.admin.library")
 
 HOUR = 3600.0
-CHUNK_CHARS = 900
+CHUNK_CHARS = 900  # the box's [documents] defaults
+CHUNK_OVERLAP = 150
 EMBED_BATCH = 16
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 REFUSAL_DECISIONS = frozenset({"block", "blocked", "refuse", "refused", "reject", "rejected", "deny"})
@@ -73,61 +75,39 @@ class BleInfo:
     adapter: str | None = None
 
 
-def extract_text(filename: str, content_type: str, data: bytes) -> str:
-    """The text of an uploaded PDF, text or markdown file (typed error for anything else)."""
+UPLOAD_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown")
+UPLOAD_SOURCE = "admin-upload"  # document source of an upload: admin-upload/<file name>
+
+
+def check_upload(filename: str, data: bytes) -> str:
+    """The safe base name of an upload, or a typed refusal the page shows (type, size, PDF magic)."""
+    name = os.path.basename(filename.replace("\\", "/"))[:200] or "document"
+    if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
+        raise InvalidInput("upload a PDF (.pdf), text (.txt) or markdown (.md) file")
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidInput(f"documents are limited to {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB")
-    lower = filename.lower()
-    if lower.endswith(".pdf") or content_type == "application/pdf":
-        if not data.startswith(b"%PDF-"):
-            raise InvalidInput("the file is not a PDF")
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+    if name.lower().endswith(".pdf") and not data.startswith(b"%PDF-"):
+        raise InvalidInput("the file is not a PDF")
+    return name
 
+
+def read_upload(name: str, data: bytes) -> tuple[str, str]:
+    """(title, text) of an upload, through the box's document reader (`edgebox.box.library`): the
+    bytes go to a private temporary file under their own name, which is removed afterwards."""
+    from edgebox.box.library import extract_text
+
+    folder = Path(tempfile.mkdtemp(prefix="edgebox-upload-"))
+    try:
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         try:
-            reader = PdfReader(io.BytesIO(data))
-            pages = [page.extract_text() or "" for page in reader.pages]
-        except (PdfReadError, ValueError, KeyError, TypeError):
-            raise InvalidInput("the PDF cannot be read") from None
-        text = "\n\n".join(pages)
-    elif lower.endswith((".txt", ".md", ".markdown", ".text")):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInput("text and markdown files must be UTF-8") from None
-    else:
-        raise InvalidInput("upload a PDF (.pdf), text (.txt) or markdown (.md) file")
-    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", text)
-    if not text.strip():
-        raise InvalidInput("the document has no text")
-    return text
-
-
-def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """Paragraph-aligned chunks of at most `size` characters (long paragraphs split on sentences)."""
-    pieces: list[str] = []
-    for para in re.split(r"\n\s*\n", text):
-        para = " ".join(para.split())
-        if not para:
-            continue
-        while len(para) > size:
-            cut = para.rfind(". ", 0, size)
-            cut = cut + 1 if cut > size // 3 else size
-            pieces.append(para[:cut].strip())
-            para = para[cut:].strip()
-        if para:
-            pieces.append(para)
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        if current and len(current) + 2 + len(piece) > size:
-            chunks.append(current)
-            current = piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
+            return extract_text(path, max_bytes=MAX_DOCUMENT_BYTES)
+        except EdgeboxError as exc:
+            raise InvalidInput(str(exc)) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _dir_bytes(root: Path) -> int:
@@ -355,11 +335,13 @@ class LibraryBackend:
     ) -> DocumentView:
         if self.embed is None:
             raise InvalidInput("local models are not installed: documents cannot be embedded")
-        name = os.path.basename(filename.replace("\\", "/"))[:200] or "document"
+        from edgebox.box.library import chunk_text
+
+        name = check_upload(filename, data)
         progress(DocumentProgress("reading", 0, 1))
-        text = await asyncio.to_thread(extract_text, name, content_type, data)
+        title, text = await asyncio.to_thread(read_upload, name, data)
         progress(DocumentProgress("chunking", 1, 1))
-        chunks = chunk_text(text)
+        chunks = chunk_text(text, size=CHUNK_CHARS, overlap=CHUNK_OVERLAP)
         vectors: list[Any] = []
         for i in range(0, len(chunks), EMBED_BATCH):
             progress(DocumentProgress("embedding", i, len(chunks)))
@@ -369,7 +351,7 @@ class LibraryBackend:
         inputs = [ChunkInput(t, v) for t, v in zip(chunks, vectors, strict=True)]
         try:
             doc = await asyncio.to_thread(
-                self.store.documents.add_document, f"upload:{name}", name, inputs, replace=True
+                self.store.documents.add_document, f"{UPLOAD_SOURCE}/{name}", title, inputs, replace=True
             )
         except InvalidInputError as exc:
             raise InvalidInput(str(exc)) from None

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,27 @@ class BoxServer:
         self.admission = HandshakeAdmission(config, clock())
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[_LinkSession, asyncio.Task[Any]] = {}  # every running link, by its session
+        # Called with (phone id, session) once a session is established (the box daemon delivers
+        # queued answers then; hook added by the box issue, 11).
+        self.on_established: Callable[[str, _LinkSession], Awaitable[None]] | None = None
+
+    def live_phones(self) -> list[str]:
+        return sorted(self.connected_phones())
+
+    def sessions_for(self, phone_id: str) -> list[_LinkSession]:
+        """The phone's established sessions (deliveries of queued answers go over the first)."""
+        return [s for s in self._live if s.phone == phone_id and s.conn is not None and s.conn.established]
+
+    def inflight(self) -> int:
+        """Prompts being answered right now, over all links."""
+        return sum(len(s._requests) for s in self._live)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until no prompt is being answered (graceful stop)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.inflight() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def serve(self, listener: LinkListener) -> None:
         """Accept links until cancelled; each link runs in its own task."""
@@ -250,6 +271,7 @@ class _LinkSession:
         self.proof_counted = False
         self._admitted = False
         self._requests: dict[str, asyncio.Task[None]] = {}
+        self._hook: asyncio.Task[None] | None = None
 
     def release_admission(self) -> None:
         if self._admitted:
@@ -326,7 +348,18 @@ class _LinkSession:
         conn.accept(self.server.clock())
         self.server.stats.sessions += 1
         log.info("session_established", phone=self.phone, session=conn.session_id.hex(), pairing=pairing)
+        if self.server.on_established is not None:
+            self._hook = asyncio.create_task(self._after_established())
         return True
+
+    async def _after_established(self) -> None:
+        assert self.server.on_established is not None and self.phone is not None
+        try:
+            await self.server.on_established(self.phone, self)
+        except (SessionError, LinkClosed):
+            return
+        except Exception as exc:
+            log.error("on_established_failed", phone=self.phone, error=type(exc).__name__)
 
     def _refuse(self, conn: BoxConnection, code: ErrorCode, why: str) -> bool:
         self.server.stats.refused += 1
@@ -436,6 +469,9 @@ class _LinkSession:
         log.info("prompt_finished", phone=self.phone, request=prompt.id, chunks=seq)
 
     async def stop(self) -> None:
+        if self._hook is not None:
+            self._hook.cancel()
+            await asyncio.gather(self._hook, return_exceptions=True)
         for task in list(self._requests.values()):
             task.cancel()
         await asyncio.gather(*self._requests.values(), return_exceptions=True)

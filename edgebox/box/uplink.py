@@ -10,17 +10,27 @@ map onto the session's typed error codes (quota -> `quota_exceeded` with retry-a
 prompt -> `injection_blocked`, anything else -> `upstream_error`); an unreachable gateway is
 `upstream_unavailable`. The device never holds the upstream API key: the gateway injects it.
 
-Not here yet (the uplink issue): the durable outbox for when the WAN is down and certificate renewal.
+Timeouts are per read, never a total (`read_timeout_s` between two reads of the stream, so an answer
+that streams for minutes is never cut); a timeout or a refused connection is `upstream_unavailable`.
+Headers (contract 6): `traceparent`, `Idempotency-Key` for a request from the durable outbox (the
+gateway forwards one key at most once), `X-Edgebox-Phone` (the phone id, so the gateway audits and
+counts anomalies per phone). A refusal keeps the gateway's code (`GatewayRefusal.gateway_code`), so
+the box can suspend a phone the gateway refused with `phone_suspended`. The client key is the box's
+identity key held in memory (loaded into OpenSSL through a memfd, never a file on disk) or, in
+development, a PEM key file. `reload()` picks up a renewed certificate for the next request.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from cryptography.hazmat.primitives import serialization
 
 from edgebox.box.responder import RequestContext
 from edgebox.log import get_logger
@@ -34,20 +44,43 @@ from edgebox.telemetry import SpanKind, Telemetry, context_from_traceparent, tra
 log = get_logger("edgebox.box.uplink")
 
 
+class GatewayRefusal(MessageError):
+    """The gateway answered with a typed refusal; `gateway_code` is its code (docs/gateway.md)."""
+
+    gateway_code: str = "upstream_error"
+
+
 @dataclass(frozen=True)
 class UplinkConfig:
     gateway_url: str  # e.g. https://gateway.example:8443
     ca_file: Path  # the device CA (pins the gateway's server certificate)
     cert_file: Path  # this box's client certificate (short-lived)
-    key_file: Path
+    key_file: Path | None = None  # development: a PEM key file; else `private_key`
     model: str = "default"
-    timeout_s: float = 120.0
+    read_timeout_s: float = 60.0  # between two reads, never a total
+    connect_timeout_s: float = 10.0
+    private_key: Any = field(default=None, repr=False)  # an in-memory key (the box identity)
+
+
+def _load_key_in_memory(ctx: ssl.SSLContext, cert_file: Path, key: Any) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.memfd_create("edgebox-client-key", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, cert_file.read_bytes() + b"\n" + pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def client_ssl_context(cfg: UplinkConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cfg.ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+    if cfg.private_key is not None:
+        _load_key_in_memory(ctx, cfg.cert_file, cfg.private_key)
+    else:
+        ctx.load_cert_chain(str(cfg.cert_file), None if cfg.key_file is None else str(cfg.key_file))
     return ctx
 
 
@@ -60,7 +93,9 @@ class GatewayResponder:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=client_ssl_context(self.cfg), limit=8)
-            timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, sock_connect=10)
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=self.cfg.connect_timeout_s, sock_read=self.cfg.read_timeout_s
+            )
             self._session = aiohttp.ClientSession(self.cfg.gateway_url, connector=connector, timeout=timeout)
         return self._session
 
@@ -68,7 +103,15 @@ class GatewayResponder:
         if self._session is not None:
             await self._session.close()
 
-    async def respond(self, prompt: Prompt, ctx: RequestContext) -> AsyncIterator[str | Done]:
+    async def reload(self) -> None:
+        """Use the (renewed) certificate from the next request on."""
+        old, self._session = self._session, None
+        if old is not None:
+            await old.close()
+
+    async def respond(
+        self, prompt: Prompt, ctx: RequestContext, *, idempotency_key: str | None = None
+    ) -> AsyncIterator[str | Done]:
         parent = tracing.parse(prompt.trace) or tracing.new()
         body = chat_request_body(
             prompt.messages,
@@ -83,6 +126,10 @@ class GatewayResponder:
             )
         hop = traceparent(span) if span is not None else parent.child().format()
         headers = {"traceparent": hop, "Content-Type": "application/json"}
+        if ctx.phone_id:
+            headers["X-Edgebox-Phone"] = ctx.phone_id
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         try:
             async for item in self._exchange(prompt, ctx, parent, body, headers):
                 yield item
@@ -101,6 +148,11 @@ class GatewayResponder:
         usage = Usage()
         finish: str = "stop"
         try:
+            if not self.cfg.cert_file.exists():
+                raise MessageError(
+                    ErrorKind.upstream_unavailable,
+                    "the box has no gateway certificate yet (edgebox box enroll)",
+                )
             async with self._client().post("/v1/chat/completions", data=body, headers=headers) as resp:
                 echoed = resp.headers.get("traceparent")
                 if resp.status != 200:
@@ -112,7 +164,7 @@ class GatewayResponder:
                         usage = chunk_usage
                     if reason in ("stop", "length"):
                         finish = reason
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
             log.warning(
                 "uplink_unavailable", phone=ctx.phone_id, trace=parent.trace_id, error=type(exc).__name__
             )
@@ -134,7 +186,8 @@ async def _refusal(resp: aiohttp.ClientResponse) -> MessageError:
         code = "upstream_error"
     known = ErrorCode.parse(code)
     kind = ErrorKind(known.session_kind) if known is not None else ErrorKind.upstream_error
-    exc = MessageError(kind, f"the gateway refused the request ({code})")
+    exc = GatewayRefusal(kind, f"the gateway refused the request ({code})")
+    exc.gateway_code = code
     retry = resp.headers.get("Retry-After")
     exc.retry_after_s = float(retry) if retry and retry.isdigit() else None
     return exc

@@ -151,21 +151,35 @@ class UpstreamRelay:
         out.response = resp
         parser = SseParser(MAX_SSE_EVENT)
         relay = UsageFilter(client_wants_usage=client_wants_usage)
+        client_gone = False
+
+        async def send(data: bytes) -> None:
+            # An idempotent request whose client went away mid-stream (a box killed or cut off) is
+            # read to the end, so the stored outcome a retry gets is the whole answer, not a prefix
+            # (box issue 11, contract 6). Without capture there is nobody to read it for: stop.
+            nonlocal client_gone
+            out.keep(data)
+            if client_gone:
+                return
+            try:
+                await resp.write(data)
+            except (ConnectionResetError, ConnectionAbortedError):
+                if out.captured is None:
+                    raise
+                client_gone = True
+                log.info("client_disconnected_mid_stream_reading_on")
+
         try:
             try:
                 async for chunk in upstream.content.iter_any():
                     forward = [b for ev in parser.feed(chunk) if (b := relay.forward(ev)) is not None]
                     out.usage = relay.usage
                     if forward:
-                        data = b"".join(forward)
-                        out.keep(data)
-                        await resp.write(data)
+                        await send(b"".join(forward))
                 tail = [b for ev in parser.close() if (b := relay.forward(ev)) is not None]
                 out.usage = relay.usage
                 if tail:
-                    data = b"".join(tail)
-                    out.keep(data)
-                    await resp.write(data)
+                    await send(b"".join(tail))
             except SseError as exc:
                 out.captured = None
                 log.warning("upstream_stream_broken", error=exc.code)

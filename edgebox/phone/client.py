@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgebox.errors import EdgeboxError
 from edgebox.phone.keystore import PairedBox, PhoneKeystore
-from edgebox.pipeline.chat import ChatMessage, Role
+from edgebox.schema.chat import ChatMessage, Role
 from edgebox.session import messages as app
 from edgebox.session.config import DEFAULT_CONFIG, SessionConfig
 from edgebox.session.connection import MessageReceived, PeerClosed, PeerError, PhoneConnection
@@ -137,6 +138,9 @@ class PhoneSession:
         self._routes: dict[str, asyncio.Queue[app.AppMessage | BaseException]] = {}
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self._error: BaseException | None = None
+        # Answers to earlier requests the box queued (finish_reason "queued"), delivered later.
+        self.deliveries: asyncio.Queue[Answer] = asyncio.Queue()
+        self._late: dict[str, Answer] = {}
         self._dispatcher = asyncio.create_task(self._dispatch(), name="phone-dispatch")
 
     @property
@@ -174,6 +178,14 @@ class PhoneSession:
             return
         rid = getattr(msg, "id", None)
         queue = self._routes.get(rid) if isinstance(rid, str) else None
+        if queue is None and isinstance(rid, str) and isinstance(msg, app.Chunk | app.Done):
+            late = self._late.setdefault(rid, Answer(request_id=rid))  # a queued answer, delivered now
+            if isinstance(msg, app.Chunk):
+                late.chunks.append(msg.delta)
+            else:
+                late.done = msg
+                self.deliveries.put_nowait(self._late.pop(rid))
+            return
         if queue is None:
             queue = self._routes.get("")  # errors about messages no request owns
         if queue is not None:
@@ -192,16 +204,21 @@ class PhoneSession:
         request_id: str | None = None,
         trace: str | None = None,
         max_tokens: int = 512,
+        can_wait: bool = False,
     ) -> AsyncIterator[str | app.Done]:
         """Send a prompt; yield text deltas, then the final `Done`."""
         if isinstance(messages, str):
             messages = [ChatMessage(role=Role.user, content=messages)]
-        rid = request_id or f"r{next(_ids)}"
+        # Random suffix: an answer the box queued for an earlier process must never meet a new request.
+        rid = request_id or f"r{next(_ids)}-{os.urandom(4).hex()}"
         queue: asyncio.Queue[app.AppMessage | BaseException] = asyncio.Queue()
         self._routes[rid] = queue
         try:
             prompt = app.Prompt(
-                id=rid, messages=list(messages), trace=trace, options=app.Options(max_tokens=max_tokens)
+                id=rid,
+                messages=list(messages),
+                trace=trace,
+                options=app.Options(max_tokens=max_tokens, can_wait=can_wait),
             )
             await self._send(prompt)
             expected = 0

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from edgebox.errors import EdgeboxError
-from edgebox.pipeline import validation
-from edgebox.pipeline.chat import Messages
+from edgebox.schema import validation
+from edgebox.schema.chat import Messages
 
 APP_VERSION = 1
 MAX_APP_MESSAGE = 65_535 - 17  # one record: framing max minus record overhead (type + tag)
@@ -45,6 +45,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=8192)] = 512
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.7
     stream: bool = True
+    # The phone can wait for this answer: when the WAN is down the box queues the request in its
+    # durable outbox, answers `done` with finish_reason "queued", and delivers the answer (chunks +
+    # done with this id) when the gateway has answered and the phone is connected.
+    can_wait: bool = False
 
 
 class Prompt(msgspec.Struct, tag="prompt", tag_field="type", forbid_unknown_fields=True, frozen=True):
@@ -70,7 +74,7 @@ class Usage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class Done(msgspec.Struct, tag="done", tag_field="type", forbid_unknown_fields=True, frozen=True):
     id: RequestId
-    finish_reason: Literal["stop", "length", "cancelled"] = "stop"
+    finish_reason: Literal["stop", "length", "cancelled", "queued"] = "stop"
     source: Literal["echo", "cache", "local", "gateway"] = "gateway"
     usage: Usage = Usage()
     trace: TraceParent | None = None

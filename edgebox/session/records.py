@@ -102,6 +102,7 @@ class RecordLayer:
         "_aad",
         "_block",
         "_cfg",
+        "_fast_max",
         "_r_counter",
         "_r_deadline",
         "_r_decrypt",
@@ -113,7 +114,8 @@ class RecordLayer:
         "_s_encrypt",
         "_s_epoch_first",
         "_s_epoch_start",
-        "_s_last",
+        "_s_idle_count",
+        "_s_idle_since",
         "_s_limit",
         "_s_secret",
         "_tails",
@@ -136,10 +138,13 @@ class RecordLayer:
         self._cfg = config
         self._aad = AAD_PREFIX + session_id
         self._block = config.pad_block
-        # type byte + k zero bytes, for every type and every padding length the policy can ask for
+        # Type byte + padding for every type, indexed by content length mod block (the hot path is
+        # one list lookup); content within one block of the record limit takes `_big_tail`.
+        block = self._block
         self._tails: list[list[bytes]] = [[] for _ in range(256)]
         for t in RecordType:
-            self._tails[t] = [bytes((t,)) + bytes(k) for k in range(self._block)]
+            self._tails[t] = [bytes((t,)) + bytes(-(r + 1) % block) for r in range(block)]
+        self._fast_max = MAX_INNER - block
         self._s_counter = 0
         self._r_counter = 0
         self._set_send(send_secret, now)
@@ -155,7 +160,8 @@ class RecordLayer:
         self._s_encrypt = traffic_key(secret).encrypt
         self._s_epoch_first = self._s_counter
         self._s_epoch_start = now
-        self._s_last = now
+        self._s_idle_since = now  # keep-alive clock: restarted whenever the counter moved
+        self._s_idle_count = self._s_counter
         self._s_limit = min(cfg.max_records, self._s_counter + cfg.hard_records)
         self._s_deadline = now + cfg.hard_s
 
@@ -189,19 +195,19 @@ class RecordLayer:
         c = self._s_counter
         if c >= self._s_limit or now > self._s_deadline:
             self._send_refusal(c)
-        inner = len(content) + 1
-        pad = -inner % self._block
-        if inner + pad > MAX_INNER:
-            if inner > MAX_INNER:
-                raise LocalProtocolError(ErrorCode.oversize, f"record content above {MAX_CONTENT} bytes")
-            pad = MAX_INNER - inner
-            tail = bytes((rtype,)) + bytes(pad)
+        size = len(content)
+        if size > self._fast_max:
+            tail = self._big_tail(rtype, size)
         else:
-            tail = self._tails[rtype][pad]
-        n = c.to_bytes(12, "big")
+            tail = self._tails[rtype][size % self._block]
         self._s_counter = c + 1
-        self._s_last = now
-        return _HEADER + self._s_encrypt(n, content + tail, self._aad)
+        return _HEADER + self._s_encrypt(c.to_bytes(12, "big"), content + tail, self._aad)
+
+    def _big_tail(self, rtype: int, size: int) -> bytes:
+        """Type byte and padding for content near the record limit (padding capped there)."""
+        if size > MAX_CONTENT:
+            raise LocalProtocolError(ErrorCode.oversize, f"record content above {MAX_CONTENT} bytes")
+        return bytes((rtype,)) + bytes(padded_length(size, self._block) - size - 1)
 
     def _send_refusal(self, c: int) -> None:
         if self._s_limit == -1:
@@ -242,7 +248,7 @@ class RecordLayer:
         """When `handle_timer` next has something to do (monotonic seconds)."""
         if self._s_limit == -1:
             return float("inf")
-        return min(self._s_epoch_start + self._cfg.rekey_after_s, self._s_last + self._cfg.keepalive_s)
+        return min(self._s_epoch_start + self._cfg.rekey_after_s, self._s_idle_since + self._cfg.keepalive_s)
 
     def handle_timer(self, now: float) -> list[bytes]:
         """Records that are due at `now`: a time-based REKEY, or a KEEPALIVE on an idle send side."""
@@ -251,8 +257,13 @@ class RecordLayer:
         # Same expressions as next_deadline(), so a timer fired at that deadline always acts.
         if now >= self._s_epoch_start + self._cfg.rekey_after_s:
             return [self._rekey(now)]
-        if now >= self._s_last + self._cfg.keepalive_s:
-            return [self.seal(KEEPALIVE, b"", now)]
+        if self._s_counter != self._s_idle_count:  # something was sent since: not idle
+            self._s_idle_count, self._s_idle_since = self._s_counter, now
+            return []
+        if now >= self._s_idle_since + self._cfg.keepalive_s:
+            record = self.seal(KEEPALIVE, b"", now)
+            self._s_idle_count, self._s_idle_since = self._s_counter, now
+            return [record]
         return []
 
     # -- receiving -----------------------------------------------------------------------------
@@ -272,13 +283,12 @@ class RecordLayer:
         except IndexError:
             raise self._fail_remote(ErrorCode.malformed, "not a record (empty or wrong header)") from None
         self._r_counter = c + 1
-        if inner[-1:] == b"\x10":
-            return _DATA, inner[:-1]
-        inner = inner.rstrip(b"\x00")
-        if not inner:
-            raise self._fail_remote(ErrorCode.malformed, "record without a type")
-        if inner[-1] == DATA:
-            return _DATA, inner[:-1]
+        inner = inner.rstrip(b"\x00")  # the padding (the same object when there is none)
+        try:
+            if inner[-1] == DATA:
+                return _DATA, inner[:-1]
+        except IndexError:
+            raise self._fail_remote(ErrorCode.malformed, "record without a type") from None
         return self._control(inner[-1], inner[:-1], now)
 
     def _recv_refusal(self, c: int) -> None:

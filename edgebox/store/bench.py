@@ -256,6 +256,105 @@ def _sqlite_vec_ms(
         conn.close()
 
 
+# -- the box's own workload ------------------------------------------------------------------
+# Variants of the SQLCipher settings, each measured against plain SQLite on the same workload.
+# What each costs in security is in docs/store.md ("SQLCipher settings on the box").
+BOX_VARIANTS: dict[str, dict[str, str]] = {
+    "as_shipped": {},  # the store's settings (db.py): cipher_memory_security OFF, 8 MiB cache
+    "memory_security_on": {"cipher_memory_security": "ON"},
+    "cache_2mib": {"cache_size": "-2000"},
+    "cache_32mib": {"cache_size": "-32768"},
+}
+
+
+def _plain_store(path: Path, dim: int) -> Store:
+    from edgebox.store.db import Database, _configure
+    from edgebox.store.migrations import apply_migrations
+
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    _configure(conn, "FULL", 10_000)
+    db = Database(conn, path, created=True)
+    apply_migrations(db)
+    return Store(db, embedding_dim=dim)
+
+
+def _cipher_store(path: Path, key: DatabaseKey, dim: int, pragmas: dict[str, str]) -> Store:
+    store = Store.open(path, key, create=not path.exists(), embedding_dim=dim)
+    for name, value in pragmas.items():
+        store.db._connection().execute(f"PRAGMA {name} = {value}")
+    return store
+
+
+def _box_workload(store: Store, rng: np.random.Generator, vectors: np.ndarray, iters: int) -> list[float]:
+    """What a prompt costs the store on the box: one cache lookup that hits (vector search + hit count
+    update, synchronous=FULL + row fetch), one document search (top-3 chunks fetched by id) and one
+    prompt-log insert (synchronous=FULL). Returns the seconds per prompt."""
+    n = len(vectors)
+    out = []
+    for i in range(iters):
+        noise = np.asarray(rng.standard_normal(vectors.shape[1]), dtype=np.float32) * 0.01
+        q = vectors[int(rng.integers(0, n))] + noise
+        start = time.perf_counter()
+        store.cache.lookup(q, model="m", threshold=0.5)
+        store.documents.search(q, 3)
+        store.prompt_log.record(
+            f"t{time.monotonic_ns()}-{i}", phone_id=None, decision="forwarded", timings_ms={"total": 1.0}
+        )
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _box_workload_benchmarks(workdir: Path, dim: int, quick: bool) -> dict[str, Any]:
+    key = DatabaseKey.generate()
+    rng = np.random.default_rng(5)
+    rows = 300 if quick else 3_000
+    iters = 30 if quick else 300
+    vectors = rng.standard_normal((rows, dim), dtype=np.float32)
+    texts = ["".join(chr(97 + int(c)) for c in rng.integers(0, 26, 900)) for _ in range(rows)]
+
+    def populate(store: Store) -> None:
+        for i in range(rows):
+            store.cache.put("m", f"question {i}", texts[i][:400], vectors[i], ttl_s=86_400)
+        for d in range(0, rows, 100):
+            store.documents.add_document(
+                f"doc-{d}", "bench", [ChunkInput(texts[j], vectors[j]) for j in range(d, min(d + 100, rows))]
+            )
+        for i in range(rows):
+            store.prompt_log.record(
+                f"seed-{i}", phone_id=None, decision="forwarded", timings_ms={"total": 1.0}
+            )
+        store.db.checkpoint("TRUNCATE")
+
+    def one(kind: str, pragmas: dict[str, str], r: int) -> list[float]:
+        path = workdir / f"box-{kind}-{r}-{time.monotonic_ns()}.db"
+
+        def opener() -> Store:
+            return _plain_store(path, dim) if kind == "plain" else _cipher_store(path, key, dim, pragmas)
+
+        with opener() as store:
+            store.db._connection().execute("PRAGMA synchronous = OFF")  # setting up only, not timed
+            populate(store)
+        with opener() as store:  # a fresh connection: the page cache starts cold, as after a restart
+            return _box_workload(store, np.random.default_rng(r), vectors, iters)
+
+    # Per-prompt times pooled over the rounds; the median per prompt is robust to the bursts of other
+    # work on a shared machine that a total would absorb.
+    times: dict[str, list[float]] = {"plain": [], **{v: [] for v in BOX_VARIANTS}}
+    for r in range(ROUNDS):
+        times["plain"].extend(one("plain", {}, r))
+        for name, pragmas in BOX_VARIANTS.items():
+            times[name].extend(one(name, pragmas, r))
+    base = statistics.median(times["plain"])
+    out: dict[str, Any] = {
+        "sqlcipher_vs_sqlite_box_workload": round(statistics.median(times["as_shipped"]) / base, 3),
+        "box_workload_sqlite_ms_per_prompt": round(base * 1000, 3),
+    }
+    for name in BOX_VARIANTS:
+        if name != "as_shipped":
+            out[f"sqlcipher_vs_sqlite_box_workload_{name}"] = round(statistics.median(times[name]) / base, 3)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quick = bool(getattr(args, "quick", False))
     dim = int(getattr(args, "dim", 384))
@@ -271,6 +370,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="edgebox-bench-store-"))
     try:
         result: dict[str, Any] = _sql_benchmarks(workdir, argparse.Namespace(**ns))
+        # The cold-page figure above (sqlcipher_vs_sqlite_read) stays beside the box's own workload.
+        result.update(_box_workload_benchmarks(workdir, dim, quick))
         result["vector_top10_ms_10k"] = round(_vector_index_ms(small, dim, queries, rng), 3)
         result["vector_top10_ms_100k"] = round(_vector_index_ms(large, dim, queries, rng), 3)
         store_ms, load_ms = _store_vector_ms(workdir, small, dim, queries, rng)

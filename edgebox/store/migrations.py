@@ -129,6 +129,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX outbox_due ON outbox(state, next_attempt_at)",
         ),
     ),
+    Migration(
+        2,
+        "answers to queued requests, kept until delivered to the phone",
+        (
+            """CREATE TABLE outbox_answers (
+                entry_id INTEGER PRIMARY KEY REFERENCES outbox(entry_id) ON DELETE CASCADE,
+                phone_id TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                answer TEXT NOT NULL,
+                done_json TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                delivered_at REAL
+            ) STRICT""",
+            "CREATE INDEX outbox_answers_waiting ON outbox_answers(phone_id, delivered_at, entry_id)",
+        ),
+    ),
 )
 
 

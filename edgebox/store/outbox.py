@@ -73,6 +73,16 @@ class BackoffPolicy:
         return float(max(raw, 0.0))
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingAnswer:
+    entry_id: int
+    phone_id: str
+    request_id: str
+    answer: str
+    done_json: str
+    created_at: float
+
+
 # The two ways an entry is read (full rows for `_row`).
 _SELECT_BY_ID = (
     "SELECT entry_id, idempotency_key, payload, state, created_at, attempts, max_attempts, "
@@ -182,6 +192,114 @@ class OutboxRepository:
                 (now + lease, now, now, limit),
             ).fetchall()
         return sorted((_row(r) for r in rows), key=lambda e: e.entry_id)
+
+    def claim_head(self, *, lease_s: float = 60.0) -> OutboxEntry | None:
+        """In-order replay: lease the oldest unfinished entry, but only when it is due (a head that is
+        backing off holds back everything behind it, so entries reach the cloud in enqueue order)."""
+        lease = validation.timestamp(lease_s, "lease_s")
+        with self._db.transaction() as tx:
+            now = self._clock()
+            self._expire(tx, now)
+            head = tx.execute(
+                "SELECT entry_id, state, next_attempt_at, lease_until FROM outbox "
+                "WHERE state IN ('pending', 'inflight') ORDER BY entry_id LIMIT 1"
+            ).fetchone()
+            if head is None:
+                return None
+            entry_id, state, due, lease_until = head
+            if (state == "pending" and due > now) or (state == "inflight" and lease_until > now):
+                return None
+            row = tx.execute(
+                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, lease_until = ? "
+                "WHERE entry_id = ? RETURNING entry_id, idempotency_key, payload, state, created_at, "
+                "attempts, max_attempts, next_attempt_at, lease_until, expires_at, finished_at, last_error",
+                (now + lease, entry_id),
+            ).fetchone()
+        return _row(row)
+
+    def claim_entry(self, entry_id: int, *, lease_s: float = 60.0) -> OutboxEntry | None:
+        """Lease one given pending entry (the live path sends a request it has just enqueued)."""
+        lease = validation.timestamp(lease_s, "lease_s")
+        with self._db.transaction() as tx:
+            now = self._clock()
+            row = tx.execute(
+                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, lease_until = ? "
+                "WHERE entry_id = ? AND state = 'pending' RETURNING entry_id, idempotency_key, payload, "
+                "state, created_at, attempts, max_attempts, next_attempt_at, lease_until, expires_at, "
+                "finished_at, last_error",
+                (now + lease, entry_id),
+            ).fetchone()
+        return None if row is None else _row(row)
+
+    def unfinished(self) -> int:
+        row = self._db.query_one("SELECT count(*) FROM outbox WHERE state IN ('pending', 'inflight')")
+        return 0 if row is None else int(row[0])
+
+    def ack_with_answer(
+        self,
+        entry_id: int,
+        *,
+        phone_id: str,
+        request_id: str,
+        answer: str,
+        done_json: str,
+        delivered: bool = False,
+    ) -> OutboxEntry:
+        """Mark done and keep the answer for the phone, in one transaction (both or neither)."""
+        validation.text(answer, "answer", max_len=MAX_PAYLOAD_BYTES, allow_empty=True)
+        with self._db.transaction() as tx:
+            now = self._clock()
+            tx.execute(
+                "UPDATE outbox SET state = 'done', finished_at = coalesce(finished_at, ?), "
+                "lease_until = NULL WHERE entry_id = ? AND state != 'done'",
+                (now, entry_id),
+            )
+            row = tx.execute(_SELECT_BY_ID, (entry_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no outbox entry {entry_id}")
+            tx.execute(
+                "INSERT INTO outbox_answers (entry_id, phone_id, request_id, answer, done_json, created_at, "
+                "delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO NOTHING",
+                (
+                    entry_id,
+                    phone_id,
+                    request_id,
+                    answer,
+                    done_json,
+                    now,
+                    now if delivered else None,
+                ),
+            )
+        return _row(row)
+
+    def waiting_answers(self, phone_id: str, limit: int = 32) -> list[WaitingAnswer]:
+        """Answers not yet delivered to this phone, oldest first."""
+        rows = self._db.query_all(
+            "SELECT entry_id, phone_id, request_id, answer, done_json, created_at FROM outbox_answers "
+            "WHERE phone_id = ? AND delivered_at IS NULL ORDER BY entry_id LIMIT ?",
+            (phone_id, limit),
+        )
+        return [WaitingAnswer(int(r[0]), r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+
+    def answer_for(self, entry_id: int) -> WaitingAnswer | None:
+        """The stored answer of an entry (delivered or not): a phone asking again gets it again."""
+        row = self._db.query_one(
+            "SELECT entry_id, phone_id, request_id, answer, done_json, created_at FROM outbox_answers "
+            "WHERE entry_id = ?",
+            (entry_id,),
+        )
+        return (
+            None if row is None else WaitingAnswer(int(row[0]), row[1], row[2], row[3], row[4], float(row[5]))
+        )
+
+    def mark_delivered(self, entry_id: int) -> None:
+        """The phone has the answer (it is kept, encrypted, until the outbox retention purges it, so
+        a phone that asks again after a lost link gets it again)."""
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE outbox_answers SET delivered_at = ? WHERE entry_id = ? AND delivered_at IS NULL",
+                (self._clock(), entry_id),
+            )
 
     def ack(self, entry_id: int) -> OutboxEntry:
         """The cloud accepted the entry: done. Idempotent; an expired/dead entry that was

@@ -93,13 +93,20 @@ class SemanticCacheRepository:
         return CacheEntry(entry_id, model, normalised_prompt, answer, now, now + ttl, 0)
 
     def lookup(
-        self, embedding: EmbeddingLike, *, model: str, threshold: float = DEFAULT_THRESHOLD
+        self,
+        embedding: EmbeddingLike,
+        *,
+        model: str,
+        threshold: float = DEFAULT_THRESHOLD,
+        count_hit: bool = True,
     ) -> CacheHit | None:
-        """The nearest unexpired entry of `model` with cosine >= threshold (its hit is counted)."""
+        """The nearest unexpired entry of `model` with cosine >= threshold. Its hit is counted in the
+        same transaction, or with `count_hit=False` not at all (the caller counts it later with
+        `count_hit()`, off the answer's critical path: a read needs no fsync, a write does)."""
         if not -1.0 <= threshold <= 1.0:
             raise InvalidInputError("threshold must be within [-1, 1]")
         vec = as_embedding(embedding, self.dim)
-        with self._db.transaction() as tx:
+        with self._db.transaction() if count_hit else self._db.reading() as tx:
             now = self._clock()
             index = self._index.partition(model)
             if index is None:
@@ -108,13 +115,14 @@ class SemanticCacheRepository:
             if not hits or hits[0].score < threshold:
                 return None
             best = hits[0]
-            tx.execute(
-                (
-                    "UPDATE semantic_cache SET hits = hits + 1, last_hit_at = ? WHERE "
-                    "entry_id = ? AND expires_at > ?"
-                ),
-                (now, best.id, now),
-            )
+            if count_hit:
+                tx.execute(
+                    (
+                        "UPDATE semantic_cache SET hits = hits + 1, last_hit_at = ? WHERE "
+                        "entry_id = ? AND expires_at > ?"
+                    ),
+                    (now, best.id, now),
+                )
             row = tx.execute(
                 (
                     "SELECT entry_id, model, normalised_prompt, answer, created_at, "
@@ -124,6 +132,16 @@ class SemanticCacheRepository:
                 (best.id, now),
             ).fetchone()
         return None if row is None else CacheHit(_row(row), best.score)
+
+    def count_hit(self, entry_id: int) -> None:
+        """Count one hit of an entry (see `lookup(count_hit=False)`)."""
+        with self._db.transaction() as tx:
+            now = self._clock()
+            tx.execute(
+                "UPDATE semantic_cache SET hits = hits + 1, last_hit_at = ? "
+                "WHERE entry_id = ? AND expires_at > ?",
+                (now, entry_id, now),
+            )
 
     def get(self, entry_id: int) -> CacheEntry | None:
         row = self._db.query_one(

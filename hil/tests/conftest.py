@@ -9,7 +9,7 @@ hardware see hil/real/README.md):
     HIL_BLUETOOTHD_RESTART  shell command restarting bluetoothd (where the box runs)
     HIL_BTVIRT            "1" under btvirt (two rotating advertisement instances, see notes item 2)
 
-The box is a separate process (`python -m edgebox.ble.echo`) started once per session, as it would
+The box is a separate process (`hil/tests/echo_box.py`) started once per session, as it would
 be on the Pi; its JSON events on stdout are collected by a thread so tests can follow the box side.
 """
 
@@ -185,8 +185,8 @@ def box(request: pytest.FixtureRequest, hil: HilConfig, spacer: BoxProcess | Non
     if not hil.box_adapter:
         yield BoxProcess(proc=None)
         return
-    argv = [sys.executable, "-m", "edgebox.ble.echo", "--adapter", hil.box_adapter, "--name", hil.box_name,
-            "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1",
+    argv = [sys.executable, str(REPO / "hil/tests/echo_box.py"), "--adapter", hil.box_adapter,
+            "--name", hil.box_name, "--box-id", hil.box_id, "--adv-instances", "2" if hil.btvirt else "1",
             *getattr(request.module, "ECHO_BOX_ARGS", [])]  # fmt: skip
     bp = _start(argv, "box.log")
     ready = bp.wait_event(lambda e: e["event"] == "ready", timeout=60)

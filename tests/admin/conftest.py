@@ -159,6 +159,7 @@ async def new_page(browser: Any, *, width: int = 1280, height: int = 900) -> Any
     context = await browser.new_context(
         ignore_https_errors=True, viewport={"width": width, "height": height}, accept_downloads=True
     )
+    context.set_default_timeout(60_000)  # 2 cores shared by many jobs: generous, never a timing assertion
     page = await context.new_page()
     page.csp_violations = []
     page.js_errors = []

@@ -127,7 +127,7 @@ async def test_settings_validated_and_written_atomically(page: Any, box: Box) ->
     await page.fill("input[name='pipeline.injection_block_threshold']", "1.5")
     await page.click("main button[type=submit]")
     errors = await page.locator(".field-error").all_inner_texts()
-    assert any("https:// URL" in e for e in errors)
+    assert any("https:// URL" in e for e in errors), errors
     assert any("whole number" in e for e in errors)
     assert any("at most 1" in e for e in errors)
     assert box.config_path.read_bytes() == before  # nothing half-written

@@ -17,25 +17,6 @@ def edgebox(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     )  # type: ignore[call-overload]
 
 
-def test_demo_runs_end_to_end() -> None:
-    r = edgebox("demo", "--no-qr")
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert "[pair] box key matched the QR pin" in out
-    assert (
-        "chunk message(s)): 'The branch is open 9:00-17:00 on weekdays" in out
-        and "source=gateway, 32 tokens" in out
-    )
-    assert "same trace id phone -> box -> gateway -> upstream -> back: True" in out
-    assert "injected the upstream key only on the upstream request: True" in out
-    assert "the upstream key is anywhere in the box's files: False" in out
-    assert "refused by the injection policy [injection_blocked]" in out
-    assert "Ignore all previous" not in out.split("[audit]")[1].split("\n")[0]  # audit has no prompt text
-    assert "refused as expected [pairing_secret_invalid]" in out
-    assert "refused as expected [box_key_mismatch]" in out
-    assert out.rstrip().endswith("demo OK")
-
-
 def test_box_and_phone_over_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "box.sock"
     box = subprocess.Popen(

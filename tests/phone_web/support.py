@@ -46,11 +46,11 @@ async def serve_static(extra: list[web.RouteDef] | None = None) -> tuple[web.App
     return runner, f"http://127.0.0.1:{port}"
 
 
-async def launch(*, bluetooth: bool = False) -> tuple[Any, Browser]:
+async def launch(*, bluetooth: bool = False, extra_args: tuple[str, ...] = ()) -> tuple[Any, Browser]:
     if not Path(CHROMIUM).exists():
         raise RuntimeError("Debian's chromium is missing: run `make unit` (APT_TEST installs it)")
     pw = await async_playwright().start()
-    args = []
+    args = list(extra_args)
     if bluetooth:
         args.append("--enable-features=WebBluetooth,WebBluetoothNewPermissionsBackend")
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from playwright.async_api import expect
 
 from edgebox.session.connection import phone_id
 from tests.phone_web.support import Box, SlowEcho, TamperProxy, Web, start_box, stop_box
-
-# Hook by issue 10 (session v2 landed on main): the web phone still speaks protocol v1, so it cannot
-# reproduce the v2 vectors nor talk to the v2 box yet. Issue 14's port to v2 removes this mark.
-pytestmark = pytest.mark.xfail(reason="web phone speaks protocol v1; box and vectors are v2", strict=False)
 
 _COUNT_UPDATES = """() => {
   window.__updates = 0;
@@ -92,6 +87,7 @@ async def test_pair_stream_cancel_revoke(web: Web, tmp_path: Path) -> None:
         await _ask(web, "am I still allowed")
         await expect(web.page.locator("#error")).to_have_attribute("data-code", "phone_revoked")
         await expect(web.page.locator("#error")).to_contain_text("removed from the box")
+        await expect(web.page.locator("#pair-section")).to_be_visible()  # it can only pair again
         assert web.errors == []
     finally:
         await stop_box(box)

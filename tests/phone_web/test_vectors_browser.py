@@ -5,16 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from tests.phone_web.support import VECTORS, Web
 
-# Hook by issue 10 (session v2 landed on main): the web phone still speaks protocol v1, so it cannot
-# reproduce the v2 vectors nor talk to the v2 box yet. Issue 14's port to v2 removes this mark.
-pytestmark = pytest.mark.xfail(reason="web phone speaks protocol v1; box and vectors are v2", strict=False)
-
 # Leaves that are inputs or labels, not outputs of the protocol.
-_NOT_OUTPUTS = {"description", "pairing.mode", "session.mode"}
+_NOT_OUTPUTS = {"description", "pairing.mode", "session.mode", "refused.mode"}
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, str]:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import expect
 
@@ -30,10 +28,6 @@ from edgebox.box.server import BoxServer
 from edgebox.box.state import init_state
 from edgebox.transport.loopback import LoopbackListener, link_pair
 from tests.phone_web.support import SlowEcho, launch, serve_static
-
-# Hook by issue 10 (session v2 landed on main): the web phone still speaks protocol v1, so it cannot
-# reproduce the v2 vectors nor talk to the v2 box yet. Issue 14's port to v2 removes this mark.
-pytestmark = pytest.mark.xfail(reason="web phone speaks protocol v1; box and vectors are v2", strict=False)
 
 ADDRESS = "09:09:09:09:09:09"
 CCCD = "00002902-0000-1000-8000-00805f9b34fb"
@@ -169,6 +163,7 @@ async def test_pair_and_ask_over_emulated_web_bluetooth(tmp_path: Path) -> None:
     pw, browser = await launch(bluetooth=True)
     peripheral: Peripheral | None = None
     crashes: list[str] = []
+    chooser_task: asyncio.Task[None] | None = None
     try:
         context = await browser.new_context()
         page = await context.new_page()
@@ -186,30 +181,43 @@ async def test_pair_and_ask_over_emulated_web_bluetooth(tmp_path: Path) -> None:
         chooser = await context.new_cdp_session(page)
         prompts: list[list[dict[str, str]]] = []
 
-        pending: list[asyncio.TimerHandle] = []
+        latest: dict[str, Any] = {}
 
         def on_prompt(ev: dict[str, Any]) -> None:
-            # The chooser is announced more than once while it fills; answering while it is still
-            # being updated has crashed Chromium here, so answer once it has been quiet a moment.
             prompts.append(ev["devices"])
-            for h in pending:
-                h.cancel()
             if ev["devices"]:
-                loop = asyncio.get_running_loop()
-                chosen = (ev["id"], ev["devices"][0]["id"])
-                pending.append(loop.call_later(0.3, lambda: asyncio.ensure_future(select(*chosen))))
+                latest.update(ev=ev, at=time.monotonic())
 
-        async def select(prompt: str, device: str) -> None:
-            with contextlib.suppress(PlaywrightError):
-                await chooser.send("DeviceAccess.selectPrompt", {"id": prompt, "deviceId": device})
+        async def choose() -> None:
+            # The chooser is announced more than once while it fills; answering while it is still
+            # being updated has crashed Chromium here, so answer the newest announcement once it has
+            # been quiet for a moment, and again if that answer was refused, until the page connects.
+            answered: set[str] = set()
+            while "connection" not in peripheral.ops:
+                await asyncio.sleep(0.3)
+                ev = latest.get("ev")
+                if ev is None or ev["id"] in answered or time.monotonic() - latest["at"] < 0.3:
+                    continue
+                try:
+                    await chooser.send(
+                        "DeviceAccess.selectPrompt", {"id": ev["id"], "deviceId": ev["devices"][0]["id"]}
+                    )
+                    answered.add(ev["id"])
+                except PlaywrightError as exc:
+                    if "Cannot find request" in str(exc):
+                        answered.add(ev["id"])
 
+        chooser_task = asyncio.create_task(choose())
         chooser.on("DeviceAccess.deviceRequestPrompted", on_prompt)
         await chooser.send("DeviceAccess.enable")
 
         invite = state.registry.create_invite(ident.box_id, ident.key_hash, time.time())
         await page.fill("#payload", invite.encode())
         await page.click("#pair")
-        await expect(page.locator("#status")).to_have_text("Connected", timeout=30_000)
+        try:
+            await expect(page.locator("#status")).to_have_text("Connected", timeout=60_000)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nprompts={prompts} ops={peripheral.ops} crashes={crashes}") from None
 
         # The page found and selected the box, connected, discovered, read INFO, subscribed.
         # (the emulated chooser lists the device by address; its name is empty there)
@@ -228,11 +236,13 @@ async def test_pair_and_ask_over_emulated_web_bluetooth(tmp_path: Path) -> None:
         # A question and its answer over the same GATT path.
         await page.fill("#question", "hello over bluetooth")
         await page.click("#ask")
-        await expect(page.locator("#answer")).to_have_attribute("data-state", "stop", timeout=30_000)
+        await expect(page.locator("#answer")).to_have_attribute("data-state", "stop", timeout=60_000)
         assert (await page.text_content("#answer") or "").split() == ["hello", "over", "bluetooth"]
         assert max(len(w) for w in peripheral.writes) <= DATAGRAM
         assert errors == [] and crashes == []
     finally:
+        if chooser_task is not None:
+            chooser_task.cancel()
         if peripheral is not None:
             await peripheral.close()
         await browser.close()

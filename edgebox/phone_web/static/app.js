@@ -70,6 +70,8 @@ const app = {
   /** @type {import("./lib/transport/bluetooth.js").GattLink | null} */
   link: null,
   busy: false,
+  /** The box refused this phone (revoked, unknown): show the pairing form again. */
+  mustPairAgain: false,
   /** Handshake durations in ms, newest last (the page's own measurement). */
   handshakeMs: /** @type {number[]} */ ([]),
 };
@@ -86,6 +88,11 @@ function setStatus(text, kind = "") {
 
 /** @param {unknown} err */
 function showError(err) {
+  // A revoked or forgotten phone can only pair again: offer the pairing form beside the error.
+  if (err instanceof EdgeboxError && (err.code === "phone_revoked" || err.code === "phone_unknown")) {
+    app.mustPairAgain = true;
+    ui.pairSection.hidden = false;
+  }
   ui.error.hidden = false;
   ui.error.textContent = plainWords(err);
   ui.error.dataset.code = err instanceof EdgeboxError ? err.code : "internal";
@@ -118,7 +125,7 @@ async function openLink(expectBoxId) {
 function renderPaired() {
   ui.boxId.textContent = app.box ? app.box.boxId : "none";
   ui.askSection.hidden = !app.box;
-  ui.pairSection.hidden = Boolean(app.box);
+  ui.pairSection.hidden = Boolean(app.box) && !app.mustPairAgain;
   if (!app.box) setStatus("Not paired");
   else if (app.session) setStatus("Connected", "ok");
   else setStatus("Paired · not connected");
@@ -148,6 +155,7 @@ async function onPair() {
     const session = await pair(link, app.keystore, invite);
     app.handshakeMs.push(performance.now() - t0);
     app.box = await app.keystore.box(invite.boxIdHex);
+    app.mustPairAgain = false;
     ui.payload.value = "";
     adopt(session);
   } catch (e) {

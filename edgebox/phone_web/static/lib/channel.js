@@ -3,10 +3,12 @@
  * Async driver that runs the sans-I/O framer over a DatagramLink. Mirrors
  * edgebox/transport/channel.py.
  *
- * Theory of operation: one reader loop owns `link.recv()`; it feeds each datagram to the
- * `Framer`, queues completed messages (bounded: a slow application stops the reader, which stops
- * acking, which stops the box's sender at its window: back-pressure end to end) and immediately
- * sends whatever the framer now allows (acks, more fragments). `send(message)` queues a message in
+ * Theory of operation: one reader loop owns `link.recv()` and never waits for the application:
+ * it feeds each datagram to the `Framer`, queues completed messages and immediately sends whatever
+ * the framer now allows (acks, more fragments). When `recvQueue` messages are waiting it sets the
+ * framer's `holdAcks`: acks for our own fragments are still read (no deadlock while both sides
+ * send), but the box gets no new window until the application catches up (back-pressure end to
+ * end, at most one window buffered). `send(message)` queues a message in
  * the framer and pushes fragments as the peer's window permits, waiting for acks when it is full.
  * A fragment unacknowledged for `ackTimeoutMs`, a framing error or link loss fails the channel;
  * every waiter then gets that error.
@@ -97,11 +99,9 @@ export class FramedChannel {
         const datagram = await this.link.recv();
         this.stats.received += 1;
         const messages = this.framer.receiveDatagram(datagram);
-        for (const m of messages) {
-          while (this._messages.length >= this._recvQueue && this.error === null) await this._changed();
-          this._messages.push(m);
-          this._wake();
-        }
+        for (const m of messages) this._messages.push(m);
+        if (messages.length > 0) this._wake();
+        this.framer.holdAcks = this._messages.length >= this._recvQueue;
         await this._flush();
         this._wake();
       }
@@ -152,7 +152,10 @@ export class FramedChannel {
     for (;;) {
       const m = this._messages.shift();
       if (m !== undefined) {
-        this._wake();
+        if (this.framer.holdAcks && this._messages.length < this._recvQueue) {
+          this.framer.holdAcks = false;
+          this._flush(); // the ack that was held back
+        }
         return m;
       }
       this._raiseIfFailed();

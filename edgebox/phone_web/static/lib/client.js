@@ -10,7 +10,8 @@
  * that ends when `done` arrives (`question.done`), or throws the typed error (`AppError` for
  * quota, blocked, queued...; `SessionError`/`LinkClosed` when the session ends). `cancel()` asks
  * the box to stop; the answer then ends with finish_reason "cancelled". Sends are serialised so
- * records leave in counter order.
+ * records leave in counter order. A timer armed at the connection's `nextDeadline()` drives
+ * `handleTimer`: a KEEPALIVE after 120 s without sending and a REKEY every 600 s, even when idle.
  */
 
 import { fromHex, toHex } from "./bytes.js";
@@ -30,18 +31,28 @@ export function now() {
 let nextId = 1;
 
 /**
+ * Capabilities exchange, then the handshake; the exchanged capabilities open its transcript.
  * @param {import("./transport/link.js").DatagramLink} link
- * @param {PhoneConnection} conn
+ * @param {(capabilities: Uint8Array) => PhoneConnection} makeConn
  * @param {{window?: number, timeoutMs?: number}} opts
- * @returns {Promise<FramedChannel>}
+ * @returns {Promise<[FramedChannel, PhoneConnection]>}
  */
-async function handshake(link, conn, opts) {
+async function handshake(link, makeConn, opts) {
   const channel = new FramedChannel(link, { window: opts.window });
   const timeoutMs = opts.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
-  const timer = setTimeout(() => channel._fail(new SessionError("timeout", "handshake timed out")), timeoutMs);
+  /** @type {PhoneConnection | null} */
+  let conn = null;
+  const timer = setTimeout(() => {
+    // Tell the box (plaintext or encrypted ERROR, as the state allows), then give up the link.
+    const c = conn;
+    const fail = () => channel._fail(new SessionError("timeout", "handshake timed out"));
+    if (c) c.handleTimer(now() + timeoutMs / 1000).then(fail, fail);
+    else fail();
+  }, timeoutMs);
   try {
     await channel.open(timeoutMs);
-    await conn.start();
+    conn = makeConn(channel.framer.capabilities);
+    await conn.start(now());
     while (!conn.established) {
       for (const m of conn.dataToSend()) await channel.send(m);
       const data = await channel.recv();
@@ -52,11 +63,11 @@ async function handshake(link, conn, opts) {
       }
     }
     for (const m of conn.dataToSend()) await channel.send(m);
-    return channel;
+    return [channel, conn];
   } catch (e) {
     // Tell the box why, if we can, then drop the link.
     try {
-      for (const m of conn.dataToSend()) await channel.send(m);
+      for (const m of conn?.dataToSend() ?? []) await channel.send(m);
     } catch {
       /* the link may be gone already */
     }
@@ -80,8 +91,11 @@ export async function pair(link, keystore, invite, opts = {}) {
     throw new InviteError("pairing code has expired; show a new one on the box", "invite_expired");
   }
   const identity = await keystore.identity();
-  const conn = new PhoneConnection(identity, invite.boxKeyHash, { pairingSecret: [invite.secretId, invite.secret] });
-  const channel = await handshake(link, conn, opts);
+  const [channel, conn] = await handshake(
+    link,
+    (capabilities) => new PhoneConnection(identity, invite.boxKeyHash, { capabilities, pairingSecret: [invite.secretId, invite.secret] }),
+    opts,
+  );
   await keystore.rememberBox({ boxId: invite.boxIdHex, keyHash: toHex(invite.boxKeyHash), pairedAt: Math.floor(Date.now() / 1000) });
   return new PhoneSession(channel, conn);
 }
@@ -95,8 +109,7 @@ export async function pair(link, keystore, invite, opts = {}) {
  */
 export async function connect(link, keystore, box, opts = {}) {
   const identity = await keystore.identity();
-  const conn = new PhoneConnection(identity, fromHex(box.keyHash));
-  const channel = await handshake(link, conn, opts);
+  const [channel, conn] = await handshake(link, (capabilities) => new PhoneConnection(identity, fromHex(box.keyHash), { capabilities }), opts);
   return new PhoneSession(channel, conn);
 }
 
@@ -202,7 +215,29 @@ export class PhoneSession {
     /** Called once when the session ends (error, box closed, closed locally). @type {((e: Error) => void) | null} */
     this.onEnd = null;
     this._sendChain = Promise.resolve();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._timer = null;
     this._dispatcher = this._dispatch();
+    this._arm();
+  }
+
+  /** Arm the timer for the connection's next deadline (keep-alive or rekey). */
+  _arm() {
+    if (this._timer !== null) clearTimeout(this._timer);
+    this._timer = null;
+    const deadline = this.conn.nextDeadline();
+    if (this.error || !Number.isFinite(deadline)) return;
+    const ms = Math.min(2 ** 31 - 1, Math.max(0, (deadline - now()) * 1000));
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      const run = this._sendChain.then(async () => {
+        if (this.error) return;
+        await this.conn.handleTimer(now());
+        for (const m of this.conn.dataToSend()) await this.channel.send(m);
+      });
+      this._sendChain = run.catch((e) => this.channel._fail(e instanceof Error ? e : new LinkClosed("timer failed")));
+      this._sendChain.then(() => this._arm());
+    }, ms);
   }
 
   get sessionId() {
@@ -233,6 +268,7 @@ export class PhoneSession {
       }
     }
     this.error ??= error;
+    if (this._timer !== null) clearTimeout(this._timer);
     for (const q of this._routes.values()) q._push(this.error);
     for (const p of this._pongs.values()) p(this.error);
     this._pongs.clear();
@@ -261,6 +297,7 @@ export class PhoneSession {
       if (this.error) throw this.error;
       await this.conn.sendMessage(payload, now());
       for (const m of this.conn.dataToSend()) await this.channel.send(m);
+      this._arm();
     });
     this._sendChain = run.catch(() => undefined);
     return run;

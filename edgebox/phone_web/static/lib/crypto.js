@@ -19,7 +19,7 @@ import { SessionError } from "./errors.js";
 export const POINT_LEN = 65;
 export const SIG_LEN = 64;
 export const HASH_LEN = 32;
-export const LABEL_PREFIX = utf8("edgebox v1 ");
+export const LABEL_PREFIX = utf8("edgebox v2 ");
 
 const subtle = globalThis.crypto.subtle;
 const ECDH = { name: "ECDH", namedCurve: "P-256" };

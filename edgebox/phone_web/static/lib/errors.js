@@ -31,6 +31,8 @@ export const ErrorCode = Object.freeze({
   frame_window: 17,
   timeout: 18,
   closed: 19,
+  busy: 20,
+  phone_id_conflict: 21,
 });
 
 /** @typedef {keyof typeof ErrorCode} ErrorName */
@@ -130,7 +132,7 @@ const WORDS = {
   upstream_unavailable:
     "The box is offline from head office right now; your question was queued there. Try again in a while.",
   upstream_error: "Head office's AI service failed to answer. Try again.",
-  busy: "The box is busy with your other questions. Wait for one to finish.",
+  busy: "The box is busy right now (your other questions, or other phones connecting). Try again in a moment.",
   too_large: "That question is too long to send.",
   invalid_message: "The box did not understand the request (update this page).",
   unsupported_version: "This page and the box speak different versions. Reload the page.",
@@ -147,6 +149,7 @@ const WORDS = {
   reorder: "The connection was tampered with and was closed. Nothing was lost; try again.",
   malformed: "The connection was damaged and was closed. Try again.",
   closed: "The connection is closed. Connect again.",
+  phone_id_conflict: "This phone cannot be paired with this box (its id is taken). Reset this page's data and pair again.",
   // phone side
   link_closed: "Not connected to the box (out of range or switched off). Connect again.",
   invite_invalid: "That is not a valid edgebox pairing code. Scan or paste it again.",

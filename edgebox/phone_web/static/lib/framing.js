@@ -11,6 +11,11 @@
  * acks when half its window is used or a message completes. Every peer-supplied value is
  * range-checked; any violation throws `SessionError` and the framer fails closed. Sans-I/O and
  * synchronous: datagrams in, messages and datagrams out; no timers, no transport.
+ *
+ * The capabilities exchange carries the protocol version (2); the exchanged 15 bytes
+ * (`capabilities` = request | response) open the handshake transcript, so a man in the middle who
+ * rewrites versions, MTU or window breaks both signatures. A box that shares no version with the
+ * phone still answers with its own, so an older phone reports `unsupported_version` itself.
  */
 
 import { concat, readU16, u16 } from "./bytes.js";
@@ -24,7 +29,7 @@ export const FLAG_CAPS = 0x20;
 const KNOWN_DATA_FLAGS = FLAG_BEGIN | FLAG_END | FLAG_ACK | FLAG_DATA;
 const MAGIC = [0x45, 0x42]; // "EB"
 
-export const FRAMING_VERSION = 1;
+export const FRAMING_VERSION = 2; // = the session protocol version
 export const MIN_MTU = 20;
 export const MAX_MTU = 512;
 export const MIN_WINDOW = 2;
@@ -56,6 +61,14 @@ export class Framer {
     this.state = role === "phone" ? "idle" : "await_caps";
     /** @type {Uint8Array[]} */
     this._control = [];
+    /** @type {Uint8Array} */
+    this._capsRequest = new Uint8Array(0);
+    /** request | response once open: the first bytes of the handshake transcript. @type {Uint8Array} */
+    this.capabilities = new Uint8Array(0);
+    /** @type {Uint8Array[]} what a failed box still owes an older phone (its version) */
+    this._refusal = [];
+    /** Set by a driver whose application queue is full: keep reading, grant no new window. */
+    this.holdAcks = false;
     this.mtu = mtu;
     this.localWindow = window;
     this.peerWindow = 0;
@@ -102,7 +115,8 @@ export class Framer {
     }
     this.state = "await_caps";
     const v = FRAMING_VERSION;
-    return Uint8Array.from([FLAG_CAPS, ...MAGIC, v, v, (this.mtu >> 8) & 0xff, this.mtu & 0xff, this.localWindow]);
+    this._capsRequest = Uint8Array.from([FLAG_CAPS, ...MAGIC, v, v, (this.mtu >> 8) & 0xff, this.mtu & 0xff, this.localWindow]);
+    return this._capsRequest;
   }
 
   /** @param {Uint8Array} d */
@@ -116,7 +130,9 @@ export class Framer {
     const window = d[box ? 7 : 6];
     if (box) {
       if (!(d[3] <= FRAMING_VERSION && FRAMING_VERSION <= d[4])) {
-        throw new SessionError("unsupported_version", "no common framing version");
+        const m = this.mtu;
+        this._refusal = [Uint8Array.from([FLAG_CAPS, ...MAGIC, FRAMING_VERSION, (m >> 8) & 0xff, m & 0xff, this.localWindow])];
+        throw new SessionError("unsupported_version", "no common protocol version");
       }
     } else if (d[3] !== FRAMING_VERSION) {
       throw new SessionError("unsupported_version", "box chose an unsupported framing version");
@@ -126,10 +142,13 @@ export class Framer {
     if (box) {
       this.mtu = Math.min(this.mtu, mtu);
       const m = this.mtu;
-      this._control.push(Uint8Array.from([FLAG_CAPS, ...MAGIC, FRAMING_VERSION, (m >> 8) & 0xff, m & 0xff, this.localWindow]));
+      const response = Uint8Array.from([FLAG_CAPS, ...MAGIC, FRAMING_VERSION, (m >> 8) & 0xff, m & 0xff, this.localWindow]);
+      this._control.push(response);
+      this.capabilities = concat(d, response);
     } else {
       if (mtu > this.mtu) throw new SessionError("malformed", "box chose a datagram size above ours");
       this.mtu = mtu;
+      this.capabilities = concat(this._capsRequest, d);
     }
     this.peerWindow = window;
     this.version = FRAMING_VERSION;
@@ -254,10 +273,17 @@ export class Framer {
     this._control = [];
     if (this.state !== "open") return out;
     while (this._queue.length > 0 && this.inFlight < this.peerWindow) out.push(this._nextFragment());
-    if (this._ackDue) {
+    if (this._ackDue && !this.holdAcks) {
       out.push(Uint8Array.from([FLAG_ACK, (this._expectedSeq - 1) & 0xff]));
       this._takeAck();
     }
+    return out;
+  }
+
+  /** Datagrams a failed box still sends before closing (its version, to an older phone). */
+  takeRefusal() {
+    const out = this._refusal;
+    this._refusal = [];
     return out;
   }
 
@@ -278,7 +304,7 @@ export class Framer {
     const message = this._queue[0];
     const header = [0];
     let flags = FLAG_DATA;
-    if (this._unackedReceived) {
+    if (this._unackedReceived && !this.holdAcks) {
       flags |= FLAG_ACK;
       header.push((this._expectedSeq - 1) & 0xff);
       this._takeAck();

@@ -1,14 +1,17 @@
 // @ts-check
 /**
  * Handshake wire messages and key schedule (SIGMA-I over P-256), as pure async functions.
- * Mirrors edgebox/session/handshake.py; spec: docs/protocol.md section 4.
+ * Mirrors edgebox/session/handshake.py; spec: docs/protocol.md section 4 (version 2: the 15
+ * capabilities bytes open every transcript hash; plaintext ERROR only before the receiver holds
+ * traffic keys).
  *
  *   HELLO      phone -> box  0x01 | ver | mode | phone_random(32) | phone_eph(65) [| secret_id(8)]
  *   BOX_AUTH   box -> phone  0x02 | session_id(8) | box_random(32) | box_eph(65) | sealed(177)
  *   PHONE_AUTH phone -> box  0x03 | sealed(177)
  *   ERROR      either        0x7F | code(u16)
  *
- *   psk = H("edgebox v1 pairing psk" | secret) (pairing) or 32 zero bytes; ms = Extract(psk, ECDH)
+ *   psk = H("edgebox v2 pairing psk" | secret) (pairing) or 32 zero bytes; ms = Extract(psk, ECDH)
+ *   th2 = H(caps | HELLO | BOX_AUTH[0:106]), th3 = H(caps | HELLO | BOX_AUTH), th4 = th3 + PHONE_AUTH
  *   sealed_x = AES-GCM(Expand(ms, "x hs key", th), 0^12, th, pub | sig | HMAC(Expand(ms, "x finished", th), "x" | pub))
  */
 
@@ -16,7 +19,7 @@ import { concat, readU16, u16, utf8 } from "./bytes.js";
 import * as c from "./crypto.js";
 import { ErrorCode, SessionError, errorName } from "./errors.js";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const RANDOM_LEN = 32;
 export const SESSION_ID_LEN = 8;
 export const SECRET_ID_LEN = 8;

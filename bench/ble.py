@@ -15,6 +15,8 @@ Needs a Bluetooth stack with two adapters that can see each other (the vHIL gues
 - goodput_vs_raw: their ratio.
 - session_goodput_small_chunks_kib_s: the same with --small-chunk byte messages: the per-message
   cost (record, app encoding, dispatch) dominates there, so a responder should coalesce deltas.
+- padding_goodput_cost / padding_goodput_cost_small_chunks: 1 - padded / unpadded goodput, the
+  same two streams measured again on a new session whose box pads nothing (pad_block 1), same run.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from edgebox.box.server import BoxServer
     from edgebox.phone import client
     from edgebox.phone.keystore import PhoneKeystore
+    from edgebox.session.config import SessionConfig
     from edgebox.session.handshake import PROTOCOL_VERSION
     from edgebox.session.invite import new_invite
 
@@ -136,11 +139,24 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             small = await goodput(args.small_chunk)
             await session.close()
             await link.close()
+            # The same streams from a box that does not pad (the cost of the padding policy).
+            server.config = SessionConfig(pad_block=1)
+            device = await find_box(adapter=args.phone_adapter, name=BENCH_NAME, timeout=30)
+            link = await connect(device, adapter=args.phone_adapter, timeout=30)
+            session = await client.connect(link, keystore, keystore.box(identity.box_id_hex))
+            big_unpadded = await goodput(args.chunk)
+            small_unpadded = await goodput(args.small_chunk)
+            await session.close()
+            await link.close()
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
         result["session_goodput_kib_s"] = round(big, 1)
         result["session_goodput_small_chunks_kib_s"] = round(small, 1)
         result["goodput_vs_raw"] = round(result["session_goodput_kib_s"] / result["raw_notify_kib_s"], 3)
+        result["unpadded_goodput_kib_s"] = round(big_unpadded, 1)
+        result["unpadded_goodput_small_chunks_kib_s"] = round(small_unpadded, 1)
+        result["padding_goodput_cost"] = round(1 - big / big_unpadded, 3)
+        result["padding_goodput_cost_small_chunks"] = round(1 - small / small_unpadded, 3)
         result["link_mtu"] = size
         result["chunk_bytes"] = args.chunk
         result["small_chunk_bytes"] = args.small_chunk

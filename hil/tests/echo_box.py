@@ -1,9 +1,11 @@
 """A diagnostic BLE box: the real peripheral with a tiny echo service on every link.
 
-    python -m edgebox.ble.echo --adapter hci0 --name ebx-echo --box-id hil-box
+    python hil/tests/echo_box.py --adapter hci0 --name ebx-echo --box-id hil-box
 
 Used by the HIL tiers (virtual and on a real Pi) to test the transport without the session
-protocol, and by `edgebox bench ble` for the raw notification figure. Datagram commands (first byte):
+protocol, and by `edgebox bench ble` for the raw notification figure. It lives with the HIL
+tests, outside the transport package (edgebox/ble depends only on the transport seam and the
+session below it). Datagram commands (first byte):
 
 - b"E" + payload          -> the same datagram is sent back;
 - b"B" + count:u32 + size:u16 -> the box sends `count` datagrams of `size` bytes, b"D" + seq:u32 +
@@ -23,7 +25,10 @@ import json
 import signal
 import struct
 import sys
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from a checkout
 
 from edgebox.ble.layout import BoxInfo
 from edgebox.ble.peripheral import BlePeripheral, ListenerState, PeripheralConfig
@@ -111,7 +116,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgebox.ble.echo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hil/tests/echo_box.py", description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", default="hci0")
     parser.add_argument("--name", default="ebx-echo")
     parser.add_argument("--box-id", default="echo-box")

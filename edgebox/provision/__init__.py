@@ -1,0 +1,1 @@
+"""First-boot provisioning of the SD image (see `edgebox.provision.core`)."""
