@@ -20,7 +20,7 @@ APT_HIL := qemu-system-x86 linux-image-amd64 bluez bluez-test-tools busybox-stat
 APT_IMAGE := mmdebstrap qemu-user-static binfmt-support arch-test eatmydata genimage mtools dosfstools \
 	e2fsprogs qemu-system-arm qemu-utils systemd
 
-.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models lint-web image image-test
+.PHONY: help demo test lint unit hil-virtual bench bootstrap clean models models-litert lint-web image image-test
 
 help:
 	@echo "make demo   - gateway + box + simulated phone, end to end (no hardware)"
@@ -42,13 +42,20 @@ lint:
 	$(VENV)/bin/ruff format --check edgebox tests bench hil image
 	$(VENV)/bin/mypy
 
-# Local models (embedder + injection classifier) in var/models; a no-op when the manifest matches the
-# input hash. Builds in its own venv (var/models-build-venv, pip + pinned hashes, CPU torch).
+# Local models (embedder + injection classifier) in var/models, from the PyPI base encoder and the
+# trained parameters committed in edgebox/models/params (no training data, no torch; ~1 min); a no-op
+# when the manifest matches. `models-litert` adds the LiteRT encoder, converted in a separate torch
+# venv (var/models-build-venv, ~2.4 GB, made once): the tests and benchmarks use it, the demo does not.
+# Training is its own step: `edgebox models train --data DIR` (docs/models.md).
 models:
 	@$(BOOTSTRAP)
 	@$(PY) -m edgebox models build
 
-unit: models
+models-litert:
+	@$(BOOTSTRAP)
+	@$(PY) -m edgebox models build --litert
+
+unit: models-litert
 	@$(BOOTSTRAP) $(APT_TEST)
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
@@ -78,7 +85,7 @@ test: lint lint-web unit hil-virtual image-test
 
 # One JSON object per line; each figure is a ratio against a baseline measured in the same run.
 # The BLE figures come from inside the qemu guest (hil/virtual/run --bench).
-bench: models
+bench: models-litert
 	@$(BOOTSTRAP) $(APT_TEST) $(APT_HIL)
 	@$(PY) -m edgebox bench session --json
 	@$(PY) -m edgebox bench store --json

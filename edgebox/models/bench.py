@@ -3,9 +3,9 @@
 Theory of operation: a fixed set of prompts of mixed length (short questions to ~200-token
 documents) is embedded one at a time (batch 1, 1 thread: the box's case) after a warm-up; p50 of
 the per-prompt wall time is reported per runtime. The ONNX fp32 embedder, measured in the same run,
-is the baseline for the int8 ratios. `classify_ms_p50` includes the embedding (ONNX int8);
-`classify_head_ms_p50` is the classifier given an embedding. `rss_mb_loaded` is this process's RSS
-right after loading the embedder and classifier (ONNX), before anything else.
+is the baseline for the ratios. `classify_ms_p50_<runtime>` is the whole classifier (windows,
+embedding, features, head); `classify_head_ms_p50` is the classifier given an embedding. RSS: the
+process right after loading the ONNX classifier, and what loading each runtime's classifier added.
 """
 
 from __future__ import annotations
@@ -62,31 +62,41 @@ def _p50(fn: Callable[[str], object], rounds: int) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edgebox.models.embedder import Embedder
     from edgebox.models.injection import InjectionClassifier
+    from edgebox.models.manifest import Manifest
 
     base = ModelsConfig.from_env()
     if getattr(args, "models_dir", None):
         base = dataclasses.replace(base, models_dir=args.models_dir)
     rounds = max(1, int(getattr(args, "rounds", 20)))
+    rss_start = _rss_mb()
+    manifest = Manifest.load(base.models_dir)
     onnx8 = dataclasses.replace(base, runtime="onnx", precision="int8", threads=1)
-    classifier = InjectionClassifier(onnx8)
-    rss = _rss_mb()
+    classifier = InjectionClassifier(onnx8, manifest=manifest)
+    rss_onnx = _rss_mb()
     embed_onnx8 = _p50(lambda t: classifier.embedder.embed([t]), rounds)
     classify = _p50(lambda t: classifier.score([t]), rounds)
     cached = {t: classifier.embed([t]) for t in PROMPTS}
     head = _p50(lambda t: classifier.score_embedded([t], cached[t]), rounds)
-    fp32 = Embedder(dataclasses.replace(onnx8, precision="fp32"), manifest=classifier.manifest)
+    fp32 = Embedder(dataclasses.replace(onnx8, precision="fp32"), manifest=manifest)
     embed_fp32 = _p50(lambda t: fp32.embed([t]), rounds)
-    litert = Embedder(dataclasses.replace(onnx8, runtime="litert"), manifest=classifier.manifest)
-    embed_litert = _p50(lambda t: litert.embed([t]), rounds)
+    rss_before_litert = _rss_mb()
+    litert = InjectionClassifier(dataclasses.replace(onnx8, runtime="litert"), manifest=manifest)
+    rss_litert = _rss_mb() - rss_before_litert
+    embed_litert = _p50(lambda t: litert.embedder.embed([t]), rounds)
+    classify_litert = _p50(lambda t: litert.score([t]), rounds)
     return {
         "embed_ms_p50_onnx_int8": embed_onnx8,
         "embed_ms_p50_litert_int8": embed_litert,
         "embed_ms_p50_onnx_fp32_baseline": embed_fp32,
         "embed_ratio_onnx_int8_vs_fp32": round(embed_onnx8 / embed_fp32, 3),
         "embed_ratio_litert_int8_vs_fp32": round(embed_litert / embed_fp32, 3),
-        "classify_ms_p50": classify,
+        "classify_ms_p50_onnx_int8": classify,
+        "classify_ms_p50_litert_int8": classify_litert,
+        "classify_ratio_onnx_int8_vs_fp32_embed": round(classify / embed_fp32, 3),
         "classify_head_ms_p50": head,
-        "rss_mb_loaded": round(rss, 1),
+        "rss_mb_loaded_onnx": round(rss_onnx, 1),
+        "rss_mb_added_by_onnx_classifier": round(rss_onnx - rss_start, 1),
+        "rss_mb_added_by_litert_classifier": round(rss_litert, 1),
         "prompts": len(PROMPTS),
         "rounds": rounds,
         "threads": 1,

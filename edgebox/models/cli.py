@@ -1,4 +1,4 @@
-"""`edgebox models ...`: build the local models, verify them, classify prompts.
+"""`edgebox models ...`: train the classifier, build the local models, verify them, classify prompts.
 
 `edgebox models classify` contract (for operators and scripts): JSON Lines on stdin, one object
 `{"text": "..."}` per line; for each non-blank input line, in order, one JSON line on stdout:
@@ -28,16 +28,33 @@ def register(subparsers: Any) -> None:
     models = subparsers.add_parser("models", help="local models: build, verify, classify")
     sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    build = sub.add_parser("build", help="build the embedder and injection classifier (cached by input hash)")
+    build = sub.add_parser(
+        "build", help="build the embedder + classifier from the PyPI base model and the committed parameters"
+    )
     build.add_argument(
         "--models-dir", type=Path, default=None, help="default: EDGEBOX_MODELS_DIR or var/models"
     )
     build.add_argument(
-        "--data-dir", type=Path, default=None, help="default: EDGEBOX_INJECTION_DATA or ../shared/..."
+        "--litert", action="store_true", help="also the LiteRT encoder (needs the torch build venv)"
     )
-    build.add_argument("--venv", type=Path, default=None, help="build venv (default var/models-build-venv)")
+    build.add_argument(
+        "--venv", type=Path, default=None, help="torch build venv (default var/models-build-venv)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if the manifest is current")
     build.set_defaults(func=_build)
+
+    train = sub.add_parser(
+        "train", help="train the classifier head from labelled data into the committed params directory"
+    )
+    train.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="<source>/prompts.csv dirs (default: EDGEBOX_INJECTION_DATA or ../shared/...)",
+    )
+    train.add_argument("--params-dir", type=Path, default=None, help="default: edgebox/models/params")
+    train.add_argument("--no-eval", action="store_true", help="skip the leave-one-source-out evaluation")
+    train.set_defaults(func=_train)
 
     verify = sub.add_parser("verify", help="check every model file against manifest.json")
     verify.add_argument("--models-dir", type=Path, default=None)
@@ -76,8 +93,26 @@ def _build(args: argparse.Namespace) -> int:
     from edgebox.models.builder import build
 
     models_dir = args.models_dir or default_models_dir()
-    ran = build(models_dir, args.data_dir or default_data_dir(), force=args.force, venv=args.venv)
+    ran = build(models_dir, litert=args.litert, force=args.force, venv=args.venv)
     print(f"models {'built' if ran else 'up to date'}: {models_dir}", file=sys.stderr)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from edgebox.models.trained import PARAMS_DIR
+    from edgebox.models.training.train import train
+
+    params_dir = args.params_dir or PARAMS_DIR
+    train(
+        args.data or default_data_dir(),
+        params_dir,
+        evaluate_model=not args.no_eval,
+        log=lambda line: print(f"models train: {line}", file=sys.stderr, flush=True),
+    )
+    print(
+        f"trained parameters written to {params_dir} (commit them; then `edgebox models build`)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -93,20 +128,47 @@ def _fmt(value: object) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _row(name: str, m: dict[str, Any]) -> str:
+    cells = [m.get(k) for k in ("n", "positives", "negatives", "precision", "recall", "f1", "fpr")]
+    return f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |"
+
+
+_HEADER = [
+    "| {what} | n | injections | benign | precision | recall | F1 | FPR |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
 def evaluation_markdown(data: dict[str, Any]) -> str:
     """The manifest's quality figures as Markdown tables (used by `report` and docs/models.md)."""
     lines = ["| embedder variant | mean cosine vs sentence-transformers | worst |", "| --- | --- | --- |"]
-    for name, q in sorted(data["embedder"]["quality"].items()):
+    for name, q in sorted(data["embedder"].get("quality", {}).items()):
         if isinstance(q, dict):
             lines.append(f"| {name} | {q['cosine_mean']:.4f} | {q['cosine_min']:.4f} |")
-    ev = data["classifier"]["evaluation"]
+    ev = data.get("classifier", {}).get("evaluation")
+    if not isinstance(ev, dict):
+        return "\n".join([*lines, "", "(no classifier evaluation recorded: trained with --no-eval)"])
+    fam = ev.get("family_held_out")
+    if isinstance(fam, dict):
+        lines += [
+            "",
+            f"Held-out split of the project's own family data (templates never trained on), threshold "
+            f"{ev['threshold']}: hard-negative FPR {_fmt(fam['hard_negative_fpr'])} "
+            f"({fam['hard_negatives']} texts), non-English attack recall "
+            f"{_fmt(fam['non_english_attack_recall'])} ({fam['non_english_attacks']} texts).",
+            "",
+            *(h.format(what="family (held-out templates)") for h in _HEADER),
+        ]
+        lines += [_row(name, m) for name, m in sorted(fam["families"].items())]
+        lines.append(_row("**pooled**", fam["pooled"]))
+    cal = ev.get("calibration", {})
     lines += [
         "",
-        f"Classifier, threshold {ev['threshold']}: leave-one-source-out (train on all other sources "
-        "incl. the synthetic set, test on the held-out one):",
+        "Leave-one-source-out (train on all other sources, test on the held-out one; the threshold "
+        f"calibrated on these held-out predictions: bias shift {_fmt(cal.get('shift'))}, mean recall "
+        f"{_fmt(cal.get('mean_recall'))} at mean FPR {_fmt(cal.get('mean_fpr'))}):",
         "",
-        "| held-out source | n | injections | benign | precision | recall | F1 | FPR |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(h.format(what="held-out source") for h in _HEADER),
     ]
     rows = [*ev["leave_one_source_out"].items()]
     rows += [("**pooled, public sources**", ev["leave_one_source_out_pooled_public_sources"])]
@@ -117,14 +179,12 @@ def evaluation_markdown(data: dict[str, Any]) -> str:
         )
     ]
     rows += [("random 80/20 split (flatters)", ev["random_split_80_20"])]
-    for name, m in rows:
-        cells = [m.get(k) for k in ("n", "positives", "negatives", "precision", "recall", "f1", "fpr")]
-        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += [_row(name, m) for name, m in rows]
     lines += [
         "",
         "| hand-written held-out set (never trained on) | n | final model | mean over LOSO models |",
+        "| --- | --- | --- | --- |",
     ]
-    lines += ["| --- | --- | --- | --- |"]
     folds = ev["holdout_across_loso_folds"]
     for key in sorted(k for k in ev if k.startswith("final_model_")):
         name = key.removeprefix("final_model_")

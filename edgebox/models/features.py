@@ -16,7 +16,8 @@ box, so a trained head sees identical inputs in both places. Three blocks, conca
 
 `decisive_rule_score` is the one place rules act alone: an encoded payload that decodes to an
 override instruction, or invisible characters hiding one, is scored high whatever the head says.
-Very long inputs are featurised from their head and tail (MAX_CHARS) to bound the cost.
+The classifier featurises windows of at most 128 tokens (edgebox.models.injection), so the cost
+per call is bounded and every part of a long input is looked at.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import numpy.typing as npt
 
 NGRAM_DIM = 1 << 14
 NGRAM_SIZES = (3, 4, 5)
-MAX_CHARS = 6000
 FEATURE_VERSION = 3
 
 _INVISIBLE = re.compile(
@@ -191,15 +191,7 @@ class Normalised:
     homoglyph_words: int
 
 
-def _clip(text: str) -> str:
-    if len(text) <= MAX_CHARS:
-        return text
-    head = MAX_CHARS * 2 // 3
-    return text[:head] + "\n" + text[-(MAX_CHARS - head) :]
-
-
 def normalise(text: str) -> Normalised:
-    text = _clip(text)
     stripped, invisible = _INVISIBLE.subn("", text)
     folded = unicodedata.normalize("NFKC", stripped)
     homoglyph_words = 0
@@ -254,7 +246,7 @@ def _decoded_payloads(raw: str) -> list[str]:
 
 def signals(raw: str, norm: Normalised) -> FloatArray:
     text = norm.text
-    payloads = _decoded_payloads(_clip(raw))
+    payloads = _decoded_payloads(raw)
     encoded_instruction = any(_KEYWORDS.search(p.lower()) for p in payloads)
     plain_keywords = bool(_KEYWORDS.search(text))
     rot13 = bool(_KEYWORDS.search(codecs.decode(text, "rot13"))) and not plain_keywords

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from edgebox.models.builder import input_hash, is_current
-from edgebox.models.config import ModelsConfig, default_data_dir, default_models_dir
+from edgebox.models.builder import is_current
+from edgebox.models.config import ModelsConfig, default_models_dir
 from edgebox.models.manifest import Manifest
 
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     directory = default_models_dir()
-    if not is_current(directory, input_hash(default_data_dir())):
-        # Building takes minutes (more than a test's timeout): `make test` runs `make models` first.
-        pytest.fail(f"models in {directory} are missing or stale: run `make models` first", pytrace=False)
+    if not is_current(directory, litert=True):
+        # The LiteRT conversion takes minutes (more than a test's timeout): `make test` builds first.
+        pytest.fail(
+            f"models in {directory} are missing or stale: run `make models-litert` first", pytrace=False
+        )
     return directory
 
 

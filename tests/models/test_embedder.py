@@ -85,8 +85,9 @@ def test_empty_batch_and_string_argument(runtime_config: ModelsConfig) -> None:
 
 def test_manifest_records_quality_gates(manifest: Manifest) -> None:
     quality = manifest.section("embedder")["quality"]
-    for variant in ("onnx-fp32", "onnx-int8", "litert-int8"):
-        assert quality[variant]["cosine_mean"] >= 0.99
+    assert quality["onnx-fp32"]["cosine_min"] >= 0.9999  # the torch-free graph is exact
+    for variant in ("onnx-int8", "litert-int8"):
+        assert quality[variant]["cosine_mean"] >= 0.98
         assert quality[variant]["cosine_min"] >= 0.95
     for entry in manifest.data["files"].values():
         assert len(entry["sha256"]) == 64 and entry["size"] > 0 and entry["package"] and entry["version"]

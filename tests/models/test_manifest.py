@@ -33,8 +33,8 @@ def test_tampered_model_is_refused(models_dir: Path, tmp_path: Path, runtime: st
 
 
 def test_tampered_classifier_head_is_refused(models_dir: Path, tmp_path: Path) -> None:
-    copy_models(models_dir, tmp_path, ["tokenizer.json", "embedder-int8.onnx", "injection-head.onnx"])
-    with (tmp_path / "injection-head.onnx").open("ab") as fh:
+    copy_models(models_dir, tmp_path, ["tokenizer.json", "embedder-int8.onnx", "injection-head.npy"])
+    with (tmp_path / "injection-head.npy").open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ModelHashMismatchError):
         InjectionClassifier(ModelsConfig(models_dir=tmp_path))
@@ -82,3 +82,5 @@ def test_report_prints_the_evaluation_tables(models_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "| cyberseceval_pi |" in result.stdout and "pooled" in result.stdout
     assert "holdout_v2_benign_instructions (fpr)" in result.stdout
+    assert "| family (held-out templates) |" in result.stdout and "| tool_hijack |" in result.stdout
+    assert "hard-negative FPR" in result.stdout
