@@ -39,6 +39,7 @@ from edgebox.pipeline.codes import ErrorCode
 from edgebox.pipeline.openai_schema import chat_request_body
 from edgebox.pipeline.sse import SseError, SseParser, decode_chunk
 from edgebox.session.messages import Done, ErrorKind, MessageError, Prompt, Usage
+from edgebox.telemetry import SpanKind, Telemetry, context_from_traceparent, traceparent
 
 log = get_logger("edgebox.box.uplink")
 
@@ -84,8 +85,9 @@ def client_ssl_context(cfg: UplinkConfig) -> ssl.SSLContext:
 
 
 class GatewayResponder:
-    def __init__(self, cfg: UplinkConfig) -> None:
+    def __init__(self, cfg: UplinkConfig, *, telemetry: Telemetry | None = None) -> None:
         self.cfg = cfg
+        self.telemetry = telemetry  # OpenTelemetry: a `box.uplink` client span per request when set
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -117,11 +119,32 @@ class GatewayResponder:
             max_tokens=prompt.options.max_tokens,
             temperature=prompt.options.temperature,
         )
-        headers = {"traceparent": parent.child().format(), "Content-Type": "application/json"}
+        span = None
+        if self.telemetry is not None:
+            span = self.telemetry.tracer.start_span(
+                "box.uplink", context=context_from_traceparent(parent.format()), kind=SpanKind.CLIENT
+            )
+        hop = traceparent(span) if span is not None else parent.child().format()
+        headers = {"traceparent": hop, "Content-Type": "application/json"}
         if ctx.phone_id:
             headers["X-Edgebox-Phone"] = ctx.phone_id
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        try:
+            async for item in self._exchange(prompt, ctx, parent, body, headers):
+                yield item
+        finally:
+            if span is not None:
+                span.end()
+
+    async def _exchange(
+        self,
+        prompt: Prompt,
+        ctx: RequestContext,
+        parent: tracing.TraceParent,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> AsyncIterator[str | Done]:
         usage = Usage()
         finish: str = "stop"
         try:

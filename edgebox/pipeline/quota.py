@@ -211,10 +211,16 @@ class MemoryQuota:
 
 # KEYS[1] = zset (member rid, score ms), KEYS[2] = hash (rid -> tokens), KEYS[3] = zset of in-flight
 # rids (score = expiry ms). ARGV: estimate, limit, window_ms, rid, mode ("reserve" | "reconcile" |
-# "used"), max_inflight (0 = unbounded), inflight_ttl_ms. All keys share the key's hash tag.
+# "used"), max_inflight (0 = unbounded), inflight_ttl_ms, now_ms ("" = Redis's clock). All keys share
+# the key's hash tag.
 _LUA = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now
+if ARGV[8] ~= nil and ARGV[8] ~= '' then
+  now = tonumber(ARGV[8])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local est = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -279,7 +285,11 @@ return {1, 0, used + est}
 class RedisQuota:
     """Backend shared by replicas. `client` is a `redis.asyncio.Redis`."""
 
-    def __init__(self, client: Any, prefix: str = "edgebox:quota") -> None:
+    def __init__(
+        self, client: Any, prefix: str = "edgebox:quota", *, clock: Callable[[], float] | None = None
+    ) -> None:
+        """`clock` (seconds) replaces Redis's own clock - for tests only; replicas must share a clock."""
+        self._clock = clock
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_LUA)
@@ -293,9 +303,13 @@ class RedisQuota:
         inflight = limit.max_inflight or 0
         ttl_ms = max(1, round(limit.inflight_ttl_s * 1000))
         result = await self._script(
-            keys=self._keys(key), args=[est, limit.tokens, window_ms, rid, mode, inflight, ttl_ms]
+            keys=self._keys(key),
+            args=[est, limit.tokens, window_ms, rid, mode, inflight, ttl_ms, self._now_ms()],
         )
         return [int(x) for x in result]
+
+    def _now_ms(self) -> str:
+        return "" if self._clock is None else str(round(self._clock() * 1000))
 
     async def reserve(self, key: str, estimate: int, limit: QuotaLimit) -> Reservation:
         if estimate > limit.tokens:

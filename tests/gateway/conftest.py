@@ -2,10 +2,12 @@
 
 from tests.gateway.support import (  # noqa: F401
     boxes_dir,
+    fresh_cluster,
     fresh_redis,
     log_stream,
     make_gateway,
     pki,
+    redis_cluster,
     redis_url,
     upstream,
 )

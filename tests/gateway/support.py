@@ -93,6 +93,8 @@ class StubUpstream:
     mode: str = "ok"  # ok | echo_key_error | rate_limited | hang | stream_abort
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    delay_s: float = 0.0  # a slow upstream: requests pile up in flight
+    bill_total: int | None = None  # bill this many tokens whatever the request (a misbilling upstream)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -108,6 +110,8 @@ class StubUpstream:
             return web.json_response({"error": {"message": "slow down"}}, status=429)
         if self.mode == "hang":
             await asyncio.sleep(1.0)  # longer than the upstream timeouts the tests set
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         cap = body.get("max_tokens") or body.get("max_completion_tokens") or 16
         completion = min(cap, self.completion_tokens)
         usage = {
@@ -115,6 +119,12 @@ class StubUpstream:
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
         }
+        if self.bill_total is not None:
+            usage = {
+                "prompt_tokens": self.bill_total,
+                "completion_tokens": 0,
+                "total_tokens": self.bill_total,
+            }
         leaky = {
             "x-litellm-model-api-base": "https://secret-upstream.internal/v1",
             "openai-organization": "org-secret",
@@ -228,6 +238,95 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three Redis Cluster masters on loopback (--cluster-enabled + redis-cli --cluster create)."""
+    exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if exe is None or cli is None:
+        pytest.fail("redis-server/redis-cli missing: run `make test` (bootstrap installs redis-server)")
+    d = tmp_path_factory.mktemp("cluster")
+    ports = [free_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        node = d / str(port)
+        node.mkdir()
+        procs.append(
+            subprocess.Popen(
+                [
+                    exe,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node / "nodes.conf"),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(node),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        for port in ports:
+            client = redis.Redis(port=port)
+            for _ in range(200):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.02)
+            client.close()
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in ports],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        client = redis.Redis(port=ports[0])
+        for _ in range(300):
+            if b"cluster_state:ok" in client.execute_command("CLUSTER INFO"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("redis cluster did not come up")
+        client.close()
+        yield "redis-cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+@pytest.fixture
+def fresh_cluster(redis_cluster: str) -> str:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    nodes = [
+        ClusterNode("127.0.0.1", int(x.rsplit(":", 1)[1])) for x in redis_cluster.split("//")[1].split(",")
+    ]
+    rc = RedisCluster(startup_nodes=nodes)
+    rc.flushall(target_nodes=RedisCluster.PRIMARIES)
+    rc.close()
+    return redis_cluster
 
 
 @pytest.fixture

@@ -99,30 +99,39 @@ async def test_revocation_on_one_replica_refuses_on_the_other_at_once(
     assert [r.subject for r in await gw_b.store.list_revoked()] == ["box:box-rr"]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_sliding_window_semantics(backend: str, fresh_redis: str) -> None:
     limit = QuotaLimit(tokens=100, window_s=0.6)
+    clock = FakeClock()
     if backend == "memory":
-        q: MemoryQuota | RedisQuota = MemoryQuota()
+        q: MemoryQuota | RedisQuota = MemoryQuota(clock)
     else:
-        q = RedisQuota(connect_redis(fresh_redis))
+        q = RedisQuota(connect_redis(fresh_redis), clock=clock)
     try:
         r1 = await q.reserve("k", 60, limit)
-        await asyncio.sleep(0.3)
+        clock.now += 0.3
         r2 = await q.reserve("k", 40, limit)
         with pytest.raises(QuotaExceeded) as exc:
             await q.reserve("k", 10, limit)
         # the first charge frees in ~0.3 s (sliding), not at a fixed-window reset
-        assert 0.0 < exc.value.retry_after <= 0.35
+        assert exc.value.retry_after == pytest.approx(0.3, abs=0.002)
         await q.reconcile(r2, 20, limit)  # real usage lower than the estimate frees room at once
         assert await q.used("k", limit) == 80
         await q.reserve("k", 20, limit)
         with pytest.raises(QuotaRequestTooLarge):
             await q.reserve("k", 101, limit)
-        await asyncio.sleep(0.35)
+        clock.now += 0.35
         assert await q.used("k", limit) == 40  # r1 (60) slid out
         # reconciling a reservation whose window ended charges it afresh
-        await asyncio.sleep(0.65)
+        clock.now += 0.65
         await q.reconcile(r1, 70, limit)
         assert await q.used("k", limit) == 70
         assert await q.used("other", limit) == 0
