@@ -16,7 +16,7 @@ exec 2>>/mnt/probe-$BOOT.err
 i=0
 while [ $i -lt 1200 ]; do
     state=$(systemctl show -P ActiveState edgebox-box.service)
-    jobs=$(systemctl list-jobs --no-legend | grep -cv kernel-command-line)
+    jobs=$(systemctl list-jobs --no-legend | grep -v -e kernel-command-line -e '\.target ' | grep -c .)
     [ "$state" = active ] && [ "$jobs" -eq 0 ] && break
     [ "$state" = failed ] && break
     sleep 1

@@ -102,7 +102,8 @@ def boot(n: int, overlay: Path, extra: dict[str, Path] | None = None, smp: int =
         "console=ttyAMA0 root=LABEL=RASPIROOT ro rootfstype=ext4 rootwait net.ifnames=0 "
         # The journal goes to the serial log too: the only view into a guest that never finishes booting.
         "systemd.journald.forward_to_console=1 "
-        f'systemd.show_status=1 systemd.run="{run}" '
+        # The image's default.target (multi-user) overrides the run generator's; pull the probe in.
+        f'systemd.show_status=1 systemd.run="{run}" systemd.wants=kernel-command-line.service '
         "systemd.run_success_action=poweroff systemd.run_failure_action=poweroff"
     )
     serial = WORK / f"serial-{n}.log"
