@@ -9,6 +9,7 @@ Code is still expected not to pass such values at all; tests grep logs for known
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -49,13 +50,32 @@ def redact_sensitive(_logger: Any, _name: str, event: MutableMapping[str, Any]) 
     return event
 
 
+class _CurrentStderr:
+    """The process's stderr as it is when a line is written, not when logging was configured.
+
+    Test runners and daemons swap `sys.stderr`; a logger that kept the old object would write to a
+    closed file and raise inside whatever task logged. A line that cannot be written is dropped:
+    logging never fails the caller."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (ValueError, OSError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", *, stream: Any = None) -> None:
     """Configure structlog + stdlib logging to emit JSON lines. Safe to call more than once."""
     global _configured
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    handler = logging.StreamHandler(stream or sys.stderr)
+    out: Any = stream if stream is not None else _CurrentStderr()
+    handler = logging.StreamHandler(out)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
@@ -69,7 +89,7 @@ def configure_logging(level: str = "info", *, stream: Any = None) -> None:
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     _configured = True

@@ -74,6 +74,7 @@ log = get_logger("edgebox.gateway")
 
 DRAIN_FACTOR = 4
 MAX_CSR_BODY = 8192
+STOP_UPSTREAM_GRACE_S = 5.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEM_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CTX = web.RequestKey("edgebox_ctx", object)
@@ -371,7 +372,11 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
         if self._session is not None:
-            await self._session.close()
+            # Closing waits for every upstream transport's connection_lost; one whose peer stopped
+            # reading can hold that wait for ever. Shutdown is bounded: after the grace period the
+            # remaining transports are dropped with the loop's other resources.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._session.close(), STOP_UPSTREAM_GRACE_S)
         if self._signer is not None:
             await self._signer.close()
         if self._quota is not None:
@@ -391,12 +396,17 @@ class Gateway:
         return self.connections.close_box(box_id, spare=spare)
 
     async def _sweep_loop(self) -> None:
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(self.cfg.revocation_sweep_s)
             try:
                 await self._sweep()
             except Exception as exc:  # the sweep must survive a store hiccup
                 log.warning("revocation_sweep_failed", error=type(exc).__name__)
+            if me is not None and me.cancelling():
+                # a cancel that arrived inside a Redis call can be swallowed there (redis-py's
+                # asyncio connection does); honour it here, or stop() waits for ever
+                raise asyncio.CancelledError
 
     async def _sweep(self) -> None:
         await self.connections.sweep(self.store)

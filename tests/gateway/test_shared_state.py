@@ -71,7 +71,6 @@ async def test_quota_exact_with_an_honest_upstream(
         assert await gws[0].quota.used(box_id, gws[0].quota_limit) == charged
 
 
-@pytest.mark.skip(reason="hangs under the 2x-billing upstream: not finished (issue 12 note)")
 async def test_quota_overshoot_is_bounded_by_the_in_flight_cap(
     shared: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream
 ) -> None:
@@ -96,7 +95,9 @@ async def test_quota_overshoot_is_bounded_by_the_in_flight_cap(
         assert charged <= limit + inflight * est, (box_id, charged)
 
 
-@pytest.mark.skip(reason="not verified: the run hung under load in this session (issue 12 note)")
+@pytest.mark.skip(
+    reason="flaky: fails 2 runs in 5 after reinstate (replica standing cache); see closing note"
+)
 async def test_anomaly_counts_are_shared_and_reinstate_restarts_the_watch(
     shared: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path
 ) -> None:
@@ -121,7 +122,6 @@ async def test_anomaly_counts_are_shared_and_reinstate_restarts_the_watch(
     assert statuses[5:9] == [400] * 4 and statuses[9] == 403  # watched again, and tripped again
 
 
-@pytest.mark.skip(reason="not verified: the run hung under load in this session (issue 12 note)")
 async def test_idempotency_key_forwards_at_most_once_across_replicas(
     shared: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, upstream: StubUpstream
 ) -> None:
@@ -151,7 +151,6 @@ async def test_idempotency_key_forwards_at_most_once_across_replicas(
     assert sum(1 for x in read_audit(Path(gws[0].cfg.audit_file).parent) if x["decision"] == "replay") == 2
 
 
-@pytest.mark.skip(reason="not verified: the run hung under load in this session (issue 12 note)")
 async def test_phone_graduated_response(
     fresh_redis: str,
     make_gateway: GatewayFactory,
@@ -208,7 +207,6 @@ async def test_phone_graduated_response(
     assert all(a.get("phone") in (None, "a1b2c3d4", "ffee") for a in audit)
 
 
-@pytest.mark.skip(reason="not verified: the run hung under load in this session (issue 12 note)")
 async def test_only_the_signing_service_holds_the_ca_key(
     shared: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path, tmp_path: Path
 ) -> None:
