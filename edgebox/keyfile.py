@@ -17,15 +17,15 @@ class KeyFileError(EdgeboxError):
     code = "key_file_invalid"
 
 
-def write_private_json(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` to `path` atomically (temp file, fsync, rename) with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically: a temp file in the same directory with `mode`, fsync,
+    rename, fsync of the directory. A failure leaves the old file as it was and no temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -37,6 +37,12 @@ def write_private_json(path: Path, document: dict[str, Any]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_private_json(path: Path, document: dict[str, Any]) -> None:
+    """Write `document` to `path` atomically (temp file, fsync, rename) with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_private_json(path: Path) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgebox.admin.backend import SettingField, SettingsInvalid, SettingValue
+from edgebox.keyfile import write_atomic
 
 # The keys of the box config (edgebox/box/config.py, docs/box.md) the branch manager may change.
 DEFAULT_FIELDS: tuple[SettingField, ...] = (
@@ -253,21 +253,5 @@ def read_values(path: Path, fields: Sequence[SettingField]) -> dict[str, Setting
 
 
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, text.encode("utf-8"), mode)

@@ -18,8 +18,6 @@ pairing invite is the exception: it *is* the secret the operator shows on the QR
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +28,7 @@ import msgspec
 
 from edgebox.box.config import BoxConfig, parse_box_config, to_toml
 from edgebox.errors import ConfigError, EdgeboxError
+from edgebox.keyfile import write_atomic
 from edgebox.session.invite import PairingInvite
 
 if TYPE_CHECKING:
@@ -227,40 +226,12 @@ class BoxControl:
         path = self._d.config_path
         if path is None:
             raise ConfigError("this box was started without a config file; nothing to write")
-        write_atomic(path, to_toml(cfg).encode())
+        write_atomic(path, to_toml(cfg).encode(), 0o640)
         return cfg
 
 
 def _doc_info(doc: Any) -> DocumentInfo:
     return DocumentInfo(doc.doc_id, doc.source, doc.title, doc.chunk_count, doc.created_at)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        os.close(fd) if _is_open(fd) else None
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def as_json(obj: Any) -> Any:

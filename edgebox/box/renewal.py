@@ -33,10 +33,10 @@ import aiohttp
 from cryptography import x509
 
 from edgebox.box.config import BoxConfig, GatewaySection
-from edgebox.box.control import write_atomic
 from edgebox.box.identity import BoxIdentity
 from edgebox.box.uplink import GatewayResponder, UplinkConfig
 from edgebox.errors import EdgeboxError
+from edgebox.keyfile import write_atomic
 from edgebox.log import get_logger
 from edgebox.pki.ca import make_csr
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgebox.errors import EdgeboxError
+from edgebox.keyfile import write_atomic
 from edgebox.provision.core import (
     CA_DEST_NAME,
     Provisioning,
@@ -42,25 +41,6 @@ def _read_provisioning(path: Path) -> Provisioning:
     except (OSError, UnicodeDecodeError):
         raise ProvisioningError(f"cannot read {path}") from None
     return parse_provisioning(text)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def apply(boot_file: Path, template: Path, state_dir: Path) -> Path:
@@ -91,8 +71,8 @@ def apply(boot_file: Path, template: Path, state_dir: Path) -> Path:
         schema.parse_box_config(tomllib.loads(text), origin="provisioned box config")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if ca_data:
-        _write_atomic(state_dir / CA_DEST_NAME, ca_data, 0o644)
-    _write_atomic(out, text.encode(), 0o600)
+        write_atomic(state_dir / CA_DEST_NAME, ca_data, 0o644)
+    write_atomic(out, text.encode(), 0o600)
     return out
 
 
