@@ -59,7 +59,7 @@ unit: models-litert
 	@$(BOOTSTRAP) $(APT_TEST)
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-hil-virtual:
+hil-virtual: models
 	@$(BOOTSTRAP) $(APT_HIL)
 	hil/virtual/run
 

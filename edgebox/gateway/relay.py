@@ -147,11 +147,19 @@ class UpstreamRelay:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers_out}
         )
-        await resp.prepare(request)
         out.response = resp
         parser = SseParser(MAX_SSE_EVENT)
         relay = UsageFilter(client_wants_usage=client_wants_usage)
         client_gone = False
+        try:
+            await resp.prepare(request)
+        except (ConnectionResetError, ConnectionAbortedError):
+            # Gone while the upstream was still thinking: the same rule as mid-stream below.
+            if out.captured is None:
+                log.info("client_disconnected_before_stream")
+                return
+            client_gone = True
+            log.info("client_disconnected_mid_stream_reading_on")
 
         async def send(data: bytes) -> None:
             # An idempotent request whose client went away mid-stream (a box killed or cut off) is
@@ -183,7 +191,8 @@ class UpstreamRelay:
             except SseError as exc:
                 out.captured = None
                 log.warning("upstream_stream_broken", error=exc.code)
-            await resp.write_eof()
+            if not client_gone:
+                await resp.write_eof()
         except (ConnectionResetError, ConnectionAbortedError):
             log.info("client_disconnected_mid_stream")
             out.usage = relay.usage if relay.usage is not None else None

@@ -77,12 +77,13 @@ async def recording() -> AsyncIterator[RecordingUpstream]:
 
 def _start_box(conf: Path, notify: NotifySocket) -> subprocess.Popen[bytes]:
     env = {**os.environ, **notify.env()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgebox", "box", "--config", str(conf), "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (conf.parent / "box.stderr").open("ab") as err:  # kept beside the test for a post-mortem
+        return subprocess.Popen(
+            [sys.executable, "-m", "edgebox", "box", "--config", str(conf), "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 async def _connect(sock: Path, ks: PhoneKeystore, box_id: str) -> PhoneSession:

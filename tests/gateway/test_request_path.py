@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Sequence
@@ -286,3 +287,39 @@ async def test_upstream_timeout_is_504_and_keeps_the_estimate_charged(
         assert r.status == 504 and (await r.json())["error"]["code"] == "upstream_timeout"
     # the upstream may have done (and billed) the work: the estimate stays charged
     assert await gw.quota.used("box-slowup", gw.quota_limit) == read_audit(tmp_path)[-1]["estimate_tokens"]
+
+
+async def test_box_gone_before_the_stream_starts_still_gets_the_whole_answer_on_retry(
+    make_gateway: GatewayFactory,
+    pki: DeviceCA,
+    boxes_dir: Path,
+    upstream: StubUpstream,
+    log_stream: io.StringIO,
+) -> None:
+    """A box killed while the upstream is still thinking (no byte of the stream sent yet): the
+    gateway reads the answer to its end, so the outbox's retry with the same Idempotency-Key is
+    answered from the stored outcome, whole, and the upstream is asked only once."""
+    import asyncio
+
+    gw = await make_gateway()
+    box = make_box(pki, "box-k", boxes_dir)
+    upstream.delay_s = 0.5
+    headers = {"Idempotency-Key": "outbox-killed-early"}
+    async with client_for(gw, box, pki) as c:
+        pending = asyncio.ensure_future(
+            c.post("/v1/chat/completions", json=chat_body(stream=True), headers=headers)
+        )
+        while not upstream.requests:
+            await asyncio.sleep(0.01)
+        pending.cancel()  # the connection is dropped before the gateway writes a byte
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+    await asyncio.sleep(upstream.delay_s + 0.3)
+    async with client_for(gw, box, pki) as c:
+        r = await c.post("/v1/chat/completions", json=chat_body(stream=True), headers=headers)
+        assert r.status == 200 and r.headers["Idempotent-Replayed"] == "true"
+        text = (await r.read()).decode()
+    assert '"Hel"' in text and '"!"' in text and text.rstrip().endswith("data: [DONE]")
+    assert len(upstream.requests) == 1
+    logged = log_stream.getvalue()
+    assert "client_disconnected_mid_stream_reading_on" in logged and "internal_error" not in logged
