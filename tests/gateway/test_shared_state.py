@@ -22,7 +22,7 @@ from edgebox.redisconn import connect
 from tests.gateway.support import GatewayFactory, StubUpstream, chat_body, client_for, make_box, read_audit
 
 
-@pytest.fixture(params=["redis"])  # the cluster variant hung under load here: see the issue 12 note
+@pytest.fixture(params=["redis", "cluster"])
 def shared(request: pytest.FixtureRequest) -> str:
     name = "fresh_redis" if request.param == "redis" else "fresh_cluster"
     url: str = request.getfixturevalue(name)

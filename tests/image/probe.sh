@@ -11,18 +11,21 @@ say() { echo "$1=$2" >>"$OUT"; }
 : >"$OUT"
 exec 2>>/mnt/probe-$BOOT.err
 
-# Wait (up to 20 min of emulated time) until the box daemon is active (Type=notify: READY=1 seen)
-# and no other start job is pending.
+# Wait (up to 10 min of emulated time) until the box daemon is active (Type=notify: READY=1 seen)
+# and no other start job is running. Jobs that are only *waiting* are not counted: units ordered
+# after the targets wait for this probe itself (kernel-command-line.service), so they never start
+# while it runs.
 i=0
-while [ $i -lt 1200 ]; do
+while [ $i -lt 600 ]; do
     state=$(systemctl show -P ActiveState edgebox-box.service)
-    jobs=$(systemctl list-jobs --no-legend | grep -v -e kernel-command-line -e '\.target ' | grep -c .)
+    jobs=$(systemctl list-jobs --no-legend | awk '$2 != "kernel-command-line.service" && $4 == "running"' | grep -c .)
     [ "$state" = active ] && [ "$jobs" -eq 0 ] && break
     [ "$state" = failed ] && break
     sleep 1
     i=$((i + 1))
 done
 sleep 3
+say running_jobs "$(systemctl list-jobs --no-legend | awk '{print $2 "/" $4}' | tr '\n' ',')"
 say box_state "$(systemctl show -P ActiveState edgebox-box.service)"
 say box_substate "$(systemctl show -P SubState edgebox-box.service)"
 say box_type "$(systemctl show -P Type edgebox-box.service)"

@@ -27,7 +27,7 @@ WORK = REPO / "var" / "image" / "boot-test"
 BOOT = REPO / "var" / "image" / "boot"
 PROBE = Path(__file__).with_name("probe.sh")
 BLE = Path(__file__).with_name("ble.sh")
-BOOT_TIMEOUT_S = int(os.environ.get("EDGEBOX_BOOT_TIMEOUT", "1500"))
+BOOT_TIMEOUT_S = int(os.environ.get("EDGEBOX_BOOT_TIMEOUT", "900"))
 TOOLS = REPO / "var" / "image" / "cache" / "test-tools"
 MIRROR = "http://deb.debian.org/debian"
 
