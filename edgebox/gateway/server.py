@@ -413,8 +413,12 @@ class Gateway:
         for box in list(self._tripped):  # reinstated by an operator: watch it again from zero
             if not await self.store.is_revoked("", box):
                 self._tripped.discard(box)
-                await self.anomaly.reset(box)
-                log.info("anomaly_watch_restarted", device=box)
+                # Only if nobody restarted the watch yet (`pki reinstate --redis` resets the shared
+                # state itself): a reset here after that would wipe what the box did since.
+                (tripped,) = await self.anomaly.state.flags(box, ["tripped"])
+                if tripped is not None:
+                    await self.anomaly.reset(box)
+                    log.info("anomaly_watch_restarted", device=box)
         self.metrics.connections_open.set(self.counts.total)
         self.metrics.connections_refused.set(self.counts.refused)
         # a flood has drained: hand its freed memory back to the kernel (again on the next few sweeps:

@@ -248,8 +248,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("redis-server/redis-cli missing: run `make test` (bootstrap installs redis-server)")
     d = tmp_path_factory.mktemp("cluster")
     ports = [free_port() for _ in range(3)]
+    # The cluster bus defaults to port + 10000, which is past 65535 for half of the ephemeral range:
+    # give each node its own free bus port.
+    buses = [free_port() for _ in range(3)]
     procs = []
-    for port in ports:
+    for port, bus in zip(ports, buses, strict=True):
         node = d / str(port)
         node.mkdir()
         procs.append(
@@ -262,6 +265,8 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     "127.0.0.1",
                     "--cluster-enabled",
                     "yes",
+                    "--cluster-port",
+                    str(bus),
                     "--cluster-config-file",
                     str(node / "nodes.conf"),
                     "--save",
@@ -302,7 +307,10 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         client = redis.Redis(port=ports[0])
         for _ in range(300):
-            if b"cluster_state:ok" in client.execute_command("CLUSTER INFO"):
+            info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
+            if (info.get("cluster_state") if isinstance(info, dict) else None) == "ok" or (
+                isinstance(info, bytes) and b"cluster_state:ok" in info
+            ):
                 break
             time.sleep(0.05)
         else:

@@ -95,9 +95,6 @@ async def test_quota_overshoot_is_bounded_by_the_in_flight_cap(
         assert charged <= limit + inflight * est, (box_id, charged)
 
 
-@pytest.mark.skip(
-    reason="flaky: fails 2 runs in 5 after reinstate (replica standing cache); see closing note"
-)
 async def test_anomaly_counts_are_shared_and_reinstate_restarts_the_watch(
     shared: str, make_gateway: GatewayFactory, pki: DeviceCA, boxes_dir: Path
 ) -> None:
