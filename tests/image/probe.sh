@@ -41,6 +41,8 @@ say system_state "$(systemctl is-system-running)"
 say root_mount "$(findmnt -no OPTIONS / | cut -d, -f1)"
 say data_mount "$(findmnt -no SOURCE /var/lib/edgebox)"
 say machine_id "$(cat /etc/machine-id)"
+# What the Pi firmware hands the kernel next boot (cmdline.txt): firstboot pins the machine-id there.
+say cmdline_machine_id "$(grep -o 'systemd\.machine_id=[0-9a-f]*' /boot/firmware/cmdline.txt | cut -d= -f2)"
 for f in /var/lib/edgebox/edgebox-db-key.cred /var/lib/edgebox/edgebox-identity.cred \
          /var/lib/systemd/credential.secret /var/lib/edgebox/box.toml; do
     name=$(basename "$f" | tr '.-' '__')

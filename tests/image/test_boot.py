@@ -93,8 +93,11 @@ def _read_results(disk: Path, n: int) -> dict[str, str]:
     return pairs
 
 
-def boot(n: int, overlay: Path, extra: dict[str, Path] | None = None, smp: int = 2) -> dict[str, str]:
-    """Boot the card once; returns the probe's key=value results."""
+def boot(
+    n: int, overlay: Path, extra: dict[str, Path] | None = None, smp: int = 2, machine_id: str = ""
+) -> dict[str, str]:
+    """Boot the card once; returns the probe's key=value results. `machine_id` is what the card's
+    cmdline.txt pins (the Pi firmware passes that file to the kernel; qemu -kernel does not read it)."""
     disk = WORK / f"probe-{n}.ext4"
     _probe_disk(disk, extra or {})
     run = f"/bin/sh -c 'mount /dev/vdb /mnt && exec /bin/sh /mnt/probe.sh {n}'"
@@ -105,6 +108,7 @@ def boot(n: int, overlay: Path, extra: dict[str, Path] | None = None, smp: int =
         # The image's default.target (multi-user) overrides the run generator's; pull the probe in.
         f'systemd.show_status=1 systemd.run="{run}" systemd.wants=kernel-command-line.service '
         "systemd.run_success_action=poweroff systemd.run_failure_action=poweroff"
+        + (f" systemd.machine_id={machine_id}" if machine_id else "")
     )
     serial = WORK / f"serial-{n}.log"
     argv = [
@@ -158,7 +162,7 @@ def boots(image: Path) -> tuple[dict[str, str], dict[str, str]]:
     keystore = WORK / "probe-out-1" / "phone-keystore.json"
     if keystore.exists():  # boot 2 asks with the phone paired in boot 1
         tools["phone-keystore.json"] = keystore
-    second = boot(2, overlay, tools)
+    second = boot(2, overlay, tools, machine_id=first.get("cmdline_machine_id", ""))
     return first, second
 
 
@@ -209,6 +213,9 @@ def test_second_boot_keeps_identity_and_secrets(boots: tuple[dict[str, str], dic
     first, second = boots
     assert second.get("done") == "yes", second
     assert second["firstboot_ran"] == "0", "first boot ran again on the second boot"
+    # the credentials' host key is bound to the machine-id: firstboot pins it on cmdline.txt
+    assert first["cmdline_machine_id"] == first["machine_id"] == second["machine_id"], (first, second)
+    assert second["box_state"] == "active" and second["box_restarts"] == "0", second
     for key in (
         "sha_edgebox_db_key_cred",
         "sha_edgebox_identity_cred",
@@ -224,6 +231,10 @@ def test_phone_pairs_and_asks_over_the_guest_kernel_bluetooth_stack(
     """The moonshot: hci_vhci + btvirt in the aarch64 guest, the image's box service on hci0, the
     reference phone on hci1; pair in boot 1, and the same phone is still paired and served in boot 2."""
     first, second = boots
+    if first.get("ble_error") == "modprobe_hci_vhci":
+        # Measured: Debian's linux-image-arm64 (6.1) is built without CONFIG_BT_HCIVHCI, so the
+        # image's own kernel has no virtual controller; the amd64 guest of hil/virtual runs this part.
+        pytest.xfail("the image's arm64 kernel has no hci_vhci module (Debian builds it for amd64 only)")
     assert first.get("ble_adapters") == "yes", first
     assert first["ble_box_restarted"] == "active"
     assert first["ble_invite"] == "yes" and first["ble_pair_rc"] == "0", WORK / "probe-out-1/ble-1.err"
