@@ -37,7 +37,7 @@ def test_box_run_ble_and_phone_cli(hil, tmp_path: Path) -> None:
     try:
         assert box.stdout is not None
         code = ""
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # the models load slowly under TCG (as in test_box_daemon_ble)
         while time.monotonic() < deadline and not code:
             line = box.stdout.readline()
             if not line:
