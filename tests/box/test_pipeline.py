@@ -202,9 +202,7 @@ async def test_documents_wan_down_queue_and_delivery(
         # moment before the store records it), and a further connection then gets nothing more.
         waiting: list[object] = [None]
         for _ in range(200):
-            waiting = await box.daemon.worker.call(
-                box.daemon.store.outbox.waiting_answers, _pid(ks)
-            )
+            waiting = await box.daemon.worker.call(box.daemon.store.outbox.waiting_answers, _pid(ks))
             if not waiting:
                 break
             await asyncio.sleep(0.05)
