@@ -113,6 +113,10 @@ class InjectionClassifier:
             raise ManifestInvalidError("classifier head does not fit the features: rebuild the models")
         self._w = head[:-1]
         self._b = float(head[-1])
+        dim = self.embedder.dim
+        self._w_emb = self._w[:dim]
+        self._w_ngram = self._w[dim : dim + NGRAM_DIM]
+        self._w_sig = self._w[dim + NGRAM_DIM :]
         self._splitter = splitter(self.manifest)
         self._lock = threading.Lock()
 
@@ -125,8 +129,18 @@ class InjectionClassifier:
         return self.embedder.embed(texts, max_tokens=self.max_tokens)
 
     def _head(self, texts: Sequence[str], embeddings: FloatArray) -> FloatArray:
-        rows, rule = feature_rows(texts, np.asarray(embeddings, dtype=np.float32))
-        logits = rows.astype(np.float64) @ self._w + self._b
+        """sigmoid(x.w + b) per row, the same sum as `feature_rows(...) @ w` computed part by part:
+        the hashed n-gram vector is mostly zeros, so only its non-zero entries are multiplied (a
+        dense row is NGRAM_DIM floats; this is the classifier's largest cost after the encoder)."""
+        emb = np.asarray(embeddings, dtype=np.float32).astype(np.float64)
+        logits = emb @ self._w_emb + self._b
+        rule = np.zeros(len(texts), dtype=np.float32)
+        for i, text in enumerate(texts):
+            ngrams, sig, _ = text_features(text)
+            nz = np.flatnonzero(ngrams)
+            logits[i] += ngrams[nz].astype(np.float64) @ self._w_ngram[nz]
+            logits[i] += sig.astype(np.float64) @ self._w_sig
+            rule[i] = decisive_rule_score(sig)
         head = 1.0 / (1.0 + np.exp(-logits))
         return np.asarray(np.clip(np.maximum(head, rule), 0.0, 1.0), dtype=np.float32)
 
