@@ -96,6 +96,7 @@ class StubUpstream:
     delay_s: float = 0.0  # a slow upstream: requests pile up in flight
     chunk_delay_s: float = 0.0  # a slowly streaming upstream: this long before each streamed chunk
     words: tuple[str, ...] = ("Hel", "lo", "!")  # the streamed answer, one chunk each
+    stall_s: float = 0.0  # a stream that stalls: this long after the first chunk
     bill_total: int | None = None  # bill this many tokens whatever the request (a misbilling upstream)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -148,6 +149,8 @@ class StubUpstream:
             for i, word in enumerate(self.words):
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
+                if i == 1 and self.stall_s:
+                    await asyncio.sleep(self.stall_s)
                 stop = "stop" if i == last_word else None
                 chunk: dict[str, Any] = {
                     "id": "c1",
