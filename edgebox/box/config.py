@@ -233,6 +233,10 @@ def _cross_checks(cfg: BoxConfig) -> None:
         raise ConfigError("box config invalid: documents chunk_overlap_chars >= chunk_chars")
     if cfg.documents.offline_threshold > cfg.documents.answer_threshold:
         raise ConfigError("box config invalid: documents offline_threshold > answer_threshold")
+    if 65534 in cfg.box.control_uids:
+        # Under PrivateUsers=yes every unmapped user appears as the overflow uid: allowing it would
+        # allow everyone on the box.
+        raise ConfigError("box config invalid: box control_uids must not contain 65534 (nobody)")
     if not cfg.box.state_dir:
         raise ConfigError("box config invalid: box state_dir must not be empty")
 
