@@ -56,7 +56,7 @@ MODELS = "/opt/edgebox/models"
 IMAGE_NAME = "edgebox-rpi-arm64.img"
 DATA_MIB = 256  # the data partition in the image (docs/image.md: growing it to the card)
 # Bump to invalidate a stage's cache when this script's treatment of it changes.
-STAGE_VERSION = {"base": "3", "app": "4", "image": "4"}
+STAGE_VERSION = {"base": "3", "app": "5", "image": "4"}
 
 # Paths that must never be in a generic image (relative to the root file system).
 SECRET_PATHS = (
@@ -324,6 +324,9 @@ def build_app(cache: Path, models: Path, progress: Progress) -> Path:
     launcher = venv / "bin" / "edgebox"
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)
+    # The operator's `edgebox ...` on the console (on PATH; the venv's bin is not).
+    (root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/bin/edgebox").symlink_to(f"{VENV}/bin/edgebox")
     # The root is read-only on the card: byte-compile everything now. .pyc files are the same on
     # every architecture; the host interpreter must be the target's minor version.
     if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:

@@ -37,6 +37,7 @@ import asyncio
 import csv
 import io
 import itertools
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from edgebox.admin.backend import (
     LogQuery,
     NotFound,
     SettingsInvalid,
+    StatusSnapshot,
 )
 from edgebox.admin.records import AdminRecords, SetupCodes, check_new_password
 from edgebox.admin.security import (
@@ -110,6 +112,72 @@ def _fmt_time(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
+def template_environment() -> jinja2.Environment:
+    """The pages' jinja2 environment (autoescaped, strict), with the app's filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["ts"] = _fmt_time
+    env.filters["bytes"] = _fmt_bytes
+    return env
+
+
+# The certificate tile (the renewal loop's state, edgebox/box/renewal.py) in the operator's words.
+CERT_LABELS = {
+    "valid": ("valid", "good"),
+    "renewing": ("renewal due, renewing", "good"),
+    "failed": ("renewal failing", "bad"),
+    "expiring": ("expiring soon", "bad"),
+    "expired": ("expired", "bad"),
+    "missing": ("missing", "bad"),
+}
+_CODE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def _fmt_left(seconds: float) -> str:
+    """A duration in days/hours/minutes ("15 h 59 min", "2 days 3 h", "45 min")."""
+    s = int(abs(seconds))
+    days, hours, minutes = s // 86_400, s % 86_400 // 3600, s % 3600 // 60
+    if days >= 2:
+        text = f"{days} days {hours} h"
+    elif s >= 3600:
+        text = f"{days * 24 + hours} h {minutes} min"
+    else:
+        text = f"{minutes} min"
+    return f"{text} left" if seconds > 0 else f"expired {text} ago"
+
+
+def certificate_view(snapshot: StatusSnapshot, now: float) -> dict[str, Any] | None:
+    """What the status page shows about the box's gateway certificate: the renewal state
+    (valid / renewing / failed / expiring / expired / missing), the time left in hours and minutes,
+    the next renewal and the last error *code* (never a message). None: no certificate at all."""
+    st = dict(snapshot.certificate_state or {})
+    cert = snapshot.certificate
+    if cert is None and st.get("state") in (None, "missing"):
+        return None
+    left = cert.not_after - now if cert is not None else None
+    state = str(st.get("state") or ("expired" if left is not None and left <= 0 else "valid"))
+    failures = int(st.get("failures") or 0)
+    if state == "renewal_due":
+        state = "renewing"
+    if failures and state in ("valid", "renewing"):
+        state = "failed"
+    label, tone = CERT_LABELS.get(state, (state, "bad"))
+    error = str(st.get("last_error") or "")
+    return {
+        "state": state,
+        "label": label,
+        "tone": tone,
+        "left": _fmt_left(left) if left is not None else "",
+        "not_after": cert.not_after if cert is not None else None,
+        "next_renewal": str(st.get("next_renewal") or ""),
+        "failures": failures,
+        "last_error": error if _CODE.fullmatch(error) else ("error" if error else ""),
+    }
+
+
 def _fmt_bytes(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -144,13 +212,7 @@ class AdminApp:
         self._invites: dict[int, _ShownInvite] = {}
         self._jobs: dict[int, _Job] = {}
         self._job_ids = itertools.count(1)
-        self._templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        self._templates.filters["ts"] = _fmt_time
-        self._templates.filters["bytes"] = _fmt_bytes
+        self._templates = template_environment()
 
     # -- application -------------------------------------------------------------------------------
 
@@ -422,13 +484,10 @@ class AdminApp:
         snapshot = await self.backend.status()
         act = await self.backend.activity(now)
         chart_args = {"bucket_start": act.bucket_start, "bucket_s": act.bucket_s}
-        cert_days = None
-        if snapshot.certificate is not None:
-            cert_days = int((snapshot.certificate.not_after - now) // 86_400)
         return {
             "s": snapshot,
             "now": now,
-            "cert_days": cert_days,
+            "cert": certificate_view(snapshot, now),
             "totals": {
                 "requests": sum(act.requests),
                 "refusals": sum(act.refusals),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from edgebox.errors import EdgeboxError
 
@@ -65,6 +65,10 @@ class StatusSnapshot:
     disk_used_bytes: int
     disk_total_bytes: int
     state_bytes: int  # the box state directory (store, WAL, keys)
+    # The renewal loop's view (edgebox.box.renewal `CertificateRenewal.status()`): state
+    # (valid | renewal_due | expiring | expired | missing), failures, last_error (a code, never a
+    # message), next_renewal. None where nothing renews (the development admin server).
+    certificate_state: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

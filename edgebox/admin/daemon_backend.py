@@ -120,6 +120,7 @@ class DaemonBackend:
             disk_used_bytes=disk.used,
             disk_total_bytes=disk.total,
             state_bytes=await asyncio.to_thread(_dir_bytes, self._state_dir),
+            certificate_state=self.d.certificate_status() if self.d.renewal is not None else None,
         )
 
     async def activity(self, now: float) -> Activity:

@@ -35,7 +35,11 @@ or of zero length are refused with a GATT error.
 
 Lifecycle and state. `state` is one of ListenerState; `start()` never raises for a missing adapter
 or bluetoothd: the state says so and the peripheral (re)registers when they appear (NameOwnerChanged
-for org.bluez, InterfacesAdded, Powered). Advertisements are re-registered after every disconnect
+for org.bluez, InterfacesAdded, Powered). A graceful stop is two steps: `stop_accepting()`
+unregisters the advertisements and refuses new links (an INFO read or RX write from a device without
+a link gets a GATT error) while the GATT application and the links already accepted stay, so the
+answers in flight finish; `close()` then ends every link, disconnects the phones and unregisters.
+Advertisements are re-registered after every disconnect
 (BlueZ/controllers may stop advertising after a connection, bluez#644, #1015) and whenever BlueZ
 releases them.
 """
@@ -82,6 +86,7 @@ class ListenerState(enum.Enum):
     ADAPTER_OFF = "adapter_off"  # adapter present but not powered (rfkill, power off)
     REGISTERING = "registering"
     ADVERTISING = "advertising"  # GATT app and advertisements registered
+    STOPPING = "stopping"  # stop_accepting(): no advertisements, no new links; links go on
     FAILED = "failed"  # BlueZ refused our registration (see `last_error`)
     CLOSED = "closed"
 
@@ -192,7 +197,8 @@ class BlePeripheral:
         self._bus: MessageBus | None = None
         self._bluez_owner: str | None = None
         self._conns: dict[str, _Conn] = {}
-        self._accept_q: asyncio.Queue[BleLink] = asyncio.Queue()
+        self._accept_q: asyncio.Queue[BleLink | None] = asyncio.Queue()
+        self._accepting = True
         self._notify_socks: dict[str, _NotifySocket] = {}
         self._notifying = False  # StartNotify received (PropertiesChanged path)
         self._notify_ready = asyncio.Event()
@@ -218,6 +224,10 @@ class BlePeripheral:
         return self._state
 
     @property
+    def stopped_accepting(self) -> bool:
+        return not self._accepting
+
+    @property
     def connections(self) -> list[str]:
         return sorted(self._conns)
 
@@ -240,12 +250,33 @@ class BlePeripheral:
             await self._set_state(ListenerState.BLUEZ_MISSING)
 
     async def accept(self) -> DatagramLink:
-        if self._closed:
-            raise LinkClosed("BLE listener is closed")
+        if self._closed or not self._accepting:
+            raise LinkClosed("BLE listener is not accepting links")
         link = await self._accept_q.get()
+        if link is None:
+            self._accept_q.put_nowait(None)  # wake every other waiter too
+            raise LinkClosed("BLE listener is not accepting links")
         if self._closed:
             raise LinkClosed("BLE listener is closed")
         return link
+
+    async def stop_accepting(self) -> None:
+        """Stop advertising and take no new links; the links already accepted go on."""
+        if not self._accepting:
+            return
+        self._accepting = False
+        while not self._accept_q.empty():  # opened but never accepted: ended, phone disconnected
+            link = self._accept_q.get_nowait()
+            if link is not None:
+                self._end_conn(link.peer, "listener stopped accepting", disconnect=True)
+        self._accept_q.put_nowait(None)
+        bus = self._bus
+        if bus is not None and bus.connected:
+            async with self._reconcile_lock:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._unregister_adverts(), 5)
+        if not self._closed:
+            await self._set_state(ListenerState.STOPPING)
 
     async def wait_state(self, *states: ListenerState, timeout: float | None = None) -> ListenerState:
         async def wait() -> ListenerState:
@@ -259,6 +290,8 @@ class BlePeripheral:
         if self._closed:
             return
         self._closed = True
+        self._accepting = False
+        self._accept_q.put_nowait(None)
         devices = list(self._conns)
         for device in devices:
             self._end_conn(device, "listener closed", disconnect=False)
@@ -308,10 +341,13 @@ class BlePeripheral:
             log.error("ble_task_failed", error=repr(task.exception()))
 
     async def _reconcile(self, readvertise: bool = False) -> None:
-        """Bring registration in line with BlueZ's current state. Serialized; safe to call any time."""
-        if self._closed or self._bus is None:
+        """Bring registration in line with BlueZ's current state. Serialized; safe to call any time.
+        Once not accepting (stop_accepting), nothing is registered again."""
+        if self._closed or not self._accepting or self._bus is None:
             return
         async with self._reconcile_lock:
+            if self.stopped_accepting:  # stop_accepting() ran while we waited for the lock
+                return
             bus = self._bus
             try:
                 objects = await bluez.get_managed_objects(bus)
@@ -414,9 +450,13 @@ class BlePeripheral:
         self._spawn(self._set_state(ListenerState.BLUEZ_MISSING))
 
     # ----------------------------------------------------------------- connections
-    def _conn_for(self, device: str, att_mtu: int) -> _Conn:
+    def _conn_for(self, device: str, att_mtu: int) -> _Conn | None:
+        """The device's link, opened (and queued for accept) if it has none; None when the
+        listener takes no new links."""
         conn = self._conns.get(device)
         if conn is None:
+            if not self._accepting:
+                return None
             conn = _Conn(device=device, tag=os.urandom(TAG_LEN), mtu=datagram_size(att_mtu))
             conn.link = BleLink(self, conn)
             self._conns[device] = conn
@@ -600,6 +640,8 @@ class BlePeripheral:
                 # whose disconnect we never saw (BlueZ 5.66 may not signal Connected for it at all).
                 self._end_conn(device, "superseded by a new connection", disconnect=False)
             conn = self._conn_for(device, att_mtu)
+            if conn is None:
+                raise _GattError("org.bluez.Error.NotPermitted", "the box is not accepting connections")
             value = encode_info(self.config.box, conn.tag, conn.mtu)
             if offset > len(value):
                 raise _GattError("org.bluez.Error.InvalidOffset", "offset")
@@ -633,6 +675,10 @@ class BlePeripheral:
             self.stats["rx_rejected"] += 1
             return True if no_reply else Message.new_error(msg, error.name, error.text)
         conn = self._conn_for(device, att_mtu)
+        if conn is None:
+            self.stats["rx_rejected"] += 1
+            error = _GattError("org.bluez.Error.NotPermitted", "the box is not accepting connections")
+            return True if no_reply else Message.new_error(msg, error.name, error.text)
         assert conn.link is not None
         if not conn.link._deliver(bytes(value)):
             self.stats["overruns"] += 1

@@ -11,8 +11,12 @@ edgebox box status | invite | phones | rename ID NAME | revoke ID | log
 edgebox box docs add FILE... | docs list | docs remove ID|SOURCE
 edgebox box admin ...                              the admin web page (see edgebox/admin/cli.py)
 
-Operator commands talk to the running daemon over its control socket (`[box] control_socket`,
-peer-credential checked): on a real box only the daemon holds the store key (a sealed credential).
+Every command reads one config file: `--config FILE`, else `$EDGEBOX_BOX_CONFIG`, else the installed
+`/etc/edgebox/box.toml` when it exists (so on the flashed image `edgebox box phones` needs no flags),
+else none: the development box in `--state-dir` / `$EDGEBOX_STATE_DIR` / `./var/box` with key files.
+Operator commands talk to the running daemon over the control socket that config names
+(`[box] control_socket`, peer-credential checked): on a real box only the daemon holds the store key
+(a sealed credential).
 When no daemon runs, they open the store directly with the same key sources the daemon uses
 (development key files, or `$CREDENTIALS_DIRECTORY`, e.g. under `systemd-run -p LoadCredential...`).
 """
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +37,14 @@ from typing import Any
 import segno
 
 from edgebox import paths
-from edgebox.box.config import BoxConfig, load_box_config, to_toml, with_overrides
+from edgebox.box.config import (
+    CONFIG_ENV,
+    BoxConfig,
+    default_config_path,
+    load_box_config,
+    to_toml,
+    with_overrides,
+)
 from edgebox.box.control import UnknownPhoneError
 from edgebox.box.control_socket import ControlUnavailableError, call, encode_file
 from edgebox.box.state import BoxState, init_state, open_state
@@ -47,9 +59,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="default: [box] state_dir, $EDGEBOX_STATE_DIR or ./var/box",
+        help="a development box's state (no config file); default: [box] state_dir of the config, "
+        "else $EDGEBOX_STATE_DIR or ./var/box",
     )
-    p.add_argument("--config", type=Path, default=None, help="the box config file (TOML, docs/box.md)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"the box config file (TOML, docs/box.md); default: ${CONFIG_ENV}, else "
+        "/etc/edgebox/box.toml when it exists, else the development box in --state-dir",
+    )
     bsub = p.add_subparsers(dest="box_command", required=True, metavar="ACTION")
 
     bsub.add_parser("init", help="development: create identity, key file and store").set_defaults(
@@ -122,21 +141,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- configuration --------------------------------------------------------------------------
 
 
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The config file this command uses: `--config`, `$EDGEBOX_BOX_CONFIG`, the installed
+    /etc/edgebox/box.toml (a real box), or None: a development box (`--state-dir`, key files).
+    An explicit `--state-dir` without a config names a development box and skips the installed file."""
+    if args.config is not None:
+        return Path(args.config)
+    if args.state_dir is not None and not os.environ.get(CONFIG_ENV):
+        return None
+    return default_config_path()
+
+
 def _config(args: argparse.Namespace) -> BoxConfig:
-    cfg = load_box_config(args.config) if args.config else BoxConfig()
+    path = config_path(args)
+    cfg = load_box_config(path) if path is not None else BoxConfig()
     state_dir = args.state_dir
-    if state_dir is None and args.config is None:
+    if state_dir is None and path is None:
         state_dir = paths.state_dir()
     if state_dir is not None:
         cfg = with_overrides(cfg, box={"state_dir": str(state_dir)})
-    if args.config is None:  # no config file: a development box (key files allowed)
+    if path is None:  # no config file: a development box (key files allowed)
         cfg = with_overrides(cfg, box={"dev_key_files": True})
     return cfg
 
 
-def _dev_overrides(args: argparse.Namespace, cfg: BoxConfig) -> BoxConfig:
+def _dev_overrides(args: argparse.Namespace, cfg: BoxConfig, path: Path | None) -> BoxConfig:
     dev_flags = bool(args.socket or args.ble or args.gateway or args.websocket)
-    if args.config is None and not dev_flags:
+    if path is None and not dev_flags:
         from edgebox.errors import ConfigError
 
         raise ConfigError("box run needs --config FILE (or the development flags --socket / --ble)")
@@ -160,7 +191,7 @@ def _dev_overrides(args: argparse.Namespace, cfg: BoxConfig) -> BoxConfig:
         over["ble"]["adv_instances"] = args.adv_instances
     if args.ttl:
         over["box"]["invite_ttl_s"] = args.ttl
-    if dev_flags and args.config is None:
+    if dev_flags and path is None:
         over["box"]["print_invite"] = True
         over["dev"]["echo"] = not args.gateway
     if args.gateway:
@@ -387,8 +418,9 @@ def _run_enroll(args: argparse.Namespace) -> int:
 def _run_serve(args: argparse.Namespace) -> int:
     from edgebox.box.daemon import BoxDaemon
 
-    cfg = _dev_overrides(args, _config(args))
-    daemon = BoxDaemon(cfg, config_path=args.config)
+    path = config_path(args)
+    cfg = _dev_overrides(args, _config(args), path)
+    daemon = BoxDaemon(cfg, config_path=path)
 
     async def go() -> None:
         if cfg.box.print_invite:

@@ -15,8 +15,10 @@ provisioning step only has to set the state directory.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +33,29 @@ Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgebox/box.toml")
+CONFIG_ENV = "EDGEBOX_BOX_CONFIG"
+
+
+def default_config_path(env: Mapping[str, str] | None = None, system: Path | None = None) -> Path | None:
+    """The config file a command uses when no `--config` is given.
+
+    `$EDGEBOX_BOX_CONFIG` when set; else the installed `/etc/edgebox/box.toml` when it exists (a
+    real box: the commands then reach the daemon over the control socket that file names); else
+    None, the development default (`./var/box`, key files). A file that exists but cannot be read
+    (not root) still counts: loading it then says so, instead of silently using another box.
+    """
+    env = os.environ if env is None else env
+    value = env.get(CONFIG_ENV)
+    if value:
+        return Path(value)
+    path = DEFAULT_CONFIG_PATH if system is None else system
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return path
+    return path
 
 
 class BoxSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -208,6 +233,10 @@ def _cross_checks(cfg: BoxConfig) -> None:
         raise ConfigError("box config invalid: documents chunk_overlap_chars >= chunk_chars")
     if cfg.documents.offline_threshold > cfg.documents.answer_threshold:
         raise ConfigError("box config invalid: documents offline_threshold > answer_threshold")
+    if 65534 in cfg.box.control_uids:
+        # Under PrivateUsers=yes every unmapped user appears as the overflow uid: allowing it would
+        # allow everyone on the box.
+        raise ConfigError("box config invalid: box control_uids must not contain 65534 (nobody)")
     if not cfg.box.state_dir:
         raise ConfigError("box config invalid: box state_dir must not be empty")
 

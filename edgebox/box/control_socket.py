@@ -5,7 +5,10 @@ credential, so the CLI cannot open the store itself).
 Theory of operation: an AF_UNIX stream socket (default `<state_dir>/control.sock`, mode 0600, in the
 0700 state directory). Each connection's peer is checked with SO_PEERCRED before anything is read:
 only root, the daemon's own uid, and uids listed in `[box] control_uids` are served; anyone else gets
-`control_forbidden` and the connection is closed. The protocol is JSON lines: one request
+`control_forbidden` and the connection is closed. Under the unit's `PrivateUsers=yes` the
+daemon sees every uid other than root and its own as the overflow uid 65534, so only those two
+can be told apart there: `control_uids` is for development and unsandboxed runs, and 65534 is
+refused in it. The protocol is JSON lines: one request
 `{"op": NAME, "args": {...}}`, then zero or more `{"progress": {...}}` lines and one final
 `{"ok": RESULT}` or `{"error": {"code": ..., "message": ...}}`. Requests map 1:1 onto `BoxControl`
 (the same facade the admin page uses). Document contents travel in the request (base64), so the
@@ -85,12 +88,16 @@ class ControlServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         try:
+            # The peer is checked before a single byte is read: a refused peer cannot make the
+            # daemon buffer a request (up to MAX_REQUEST_BYTES) or hold a reader open.
+            writer.transport.pause_reading()  # type: ignore[attr-defined]
             uid = peer_uid(sock)
-            line = await asyncio.wait_for(reader.readline(), 30)  # before refusing: no reset on the peer
             if uid not in self.allowed:
                 log.warning("control_refused", uid=uid)
-                await _send(writer, {"error": {"code": "control_forbidden", "message": "not allowed"}})
+                await _refuse(reader, writer)
                 return
+            writer.transport.resume_reading()  # type: ignore[attr-defined]
+            line = await asyncio.wait_for(reader.readline(), 30)
             if not line:
                 return
             try:
@@ -178,6 +185,23 @@ class ControlServer:
                 updates.put_nowait(None)
                 await relaying
             return docs
+
+
+REFUSED_DISCARD_BYTES = 64 * 1024
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer a refused peer, then drop (unread, bounded in bytes and time) what it sends until it
+    hangs up: closing on its unread request would reset the connection and lose the answer."""
+    await _send(writer, {"error": {"code": "control_forbidden", "message": "not allowed"}})
+    with contextlib.suppress(Exception):
+        writer.write_eof()
+    writer.transport.resume_reading()  # type: ignore[attr-defined]
+    left = REFUSED_DISCARD_BYTES
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            while left > 0 and (chunk := await reader.read(min(left, 4096))):
+                left -= len(chunk)
 
 
 async def _send(writer: asyncio.StreamWriter, doc: dict[str, Any]) -> None:

@@ -15,10 +15,13 @@ dependency order in `start()`:
 5. the local control socket (operator CLI) and, when enabled, the admin page;
 6. `READY=1` to systemd, and the watchdog pings.
 
-`run()` serves until SIGTERM/SIGINT, then `stop()`: `STOPPING=1`, stop accepting links, let in-flight
-answers finish for up to `[box] drain_timeout_s` (a request that may wait is already in the durable
-outbox, so cancelling it loses nothing), close the transports (BLE adapter released), the uplink and
-finally the store. `control` is the operator facade (`BoxControl`).
+`run()` serves until SIGTERM/SIGINT, then `stop()`: `STOPPING=1`; stop accepting (every listener's
+`stop_accepting()`: BLE stops advertising, the sockets stop listening; live links go on, a new prompt
+on them gets `busy`), the outbox replay sends nothing new; in-flight answers finish for up to
+`[box] drain_timeout_s` (a request that may wait is already in the durable outbox, so one cut off
+then goes back to the queue and loses nothing); only then the links end and the transports close
+(BLE phones disconnected, adapter released), then the uplink and finally the store. `control` is
+the operator facade (`BoxControl`).
 """
 
 from __future__ import annotations
@@ -252,22 +255,37 @@ class BoxDaemon:
         self._stopped = True
         self.notifier.stopping()
         log.info("box_stopping")
-        # 1. no new links or control requests
+        # 1. no new links, prompts, outbox sends or control requests; the live links go on
+        if hasattr(self, "server"):
+            self.server.stop_accepting()
+        if self.forwarder is not None:
+            self.forwarder.pause()
         for listener in self._listeners:
             with contextlib.suppress(Exception):
-                await listener.close()
+                await listener.stop_accepting()
         if self.control_server is not None:
             await self.control_server.close()
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await self.admin.stop()
-        # 2. in-flight answers finish (or, for requests that may wait, stay in the outbox)
+        # 2. in-flight answers finish (or, for requests that may wait, go back to the outbox)
         if hasattr(self, "server"):
-            await self.server.drain(self.cfg.box.drain_timeout_s)
+            forwarder = self.forwarder
+            finished = await self.server.drain(
+                self.cfg.box.drain_timeout_s,
+                also=(lambda: bool(forwarder.sending)) if forwarder is not None else None,
+            )
+            if not finished:
+                log.warning("drain_timeout", inflight=self.server.inflight())
+            # 3. then the links end and the transports are released (BLE: phones disconnected)
+            await self.server.close_links()
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await listener.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # 3. the parts, then the store
+        # 4. the parts, then the store
         for part in (self.forwarder, self.renewal, self.uplink, self.pipeline):
             close = getattr(part, "aclose", None) or getattr(part, "close", None)
             if close is not None:

@@ -18,6 +18,8 @@ outcome (contract 6), so delivery is at-least-once from the box and exactly-once
   while it is connected, waiting answers go out as `chunk`s + `done` with the original request id,
   and are marked delivered (kept until the outbox retention purges them: a phone asking again
   with the same request id gets the stored answer).
+On a graceful stop the daemon calls `pause()`: no new entry is sent, the one being sent may finish
+(`sending`), and one cut off by the stop goes back to the queue at once.
 A `kill -9` at any point loses nothing: an entry is either pending, or inflight with a lease (returned
 to pending by `recover()` at the next start), or done with its answer stored.
 """
@@ -147,6 +149,8 @@ class Forwarder:
         self._deliver_lock: dict[str, asyncio.Lock] = {}
         self.delivered = 0
         self.forwarded = 0
+        self.paused = False
+        self.sending = False  # an entry is being sent by the replay loop right now
 
     # -- enqueue (the pipeline) ----------------------------------------------------------------
     async def enqueue(self, phone_id: str, prompt: app.Prompt) -> OutboxEntry:
@@ -178,6 +182,11 @@ class Forwarder:
     def wake(self) -> None:
         self._wake.set()
 
+    def pause(self) -> None:
+        """Graceful stop: send no further entry (the queue stays as it is, durable)."""
+        self.paused = True
+        self._wake.set()
+
     def status(self) -> dict[str, Any]:
         now = self.clock()
         return {
@@ -192,18 +201,27 @@ class Forwarder:
         while True:
             now = self.clock()
             sent = False
-            if self.breaker.allow(now):
+            if not self.paused and self.breaker.allow(now):
                 entry = await self.worker.call(self.worker.store.outbox.claim_head, lease_s=self.cfg.lease_s)
                 if entry is not None:
                     sent = True
+                    self.sending = True
                     try:
                         await self._send(entry)
-                    except (asyncio.CancelledError, KeyboardInterrupt):
+                    except asyncio.CancelledError:
+                        # Stopped mid-send: back to the queue now (not only when the lease ends);
+                        # the replay uses the same idempotency key, so the gateway sends it once.
+                        with contextlib.suppress(BaseException):
+                            await asyncio.shield(self.release(entry, "interrupted"))
+                        raise
+                    except KeyboardInterrupt:
                         raise
                     except Exception as exc:  # never let one entry stop the queue
                         log.error("outbox_send_failed", entry=entry.entry_id, error=type(exc).__name__)
                         await self.release(entry, "internal")
                         await asyncio.sleep(self.cfg.poll_s)
+                    finally:
+                        self.sending = False
                 else:
                     # Nothing due: a half-open probe slot we took is handed back.
                     self.breaker._probing = False

@@ -21,6 +21,11 @@ remote protocol error (replay, tamper, bad frame) ends that link only and is cou
 local one (our own bug) is logged as a bug and never blamed on the phone. `drop_phone` ends a
 phone's live sessions at once (an encrypted `phone_revoked`). Log lines carry the phone id,
 session id and trace id, never text or keys.
+
+Graceful stop (the daemon's SIGTERM): `stop_accepting()` first, so that the accept loops end
+without touching the links they started (the listeners stop advertising / listening) and a new
+prompt on a live link is refused with `busy` and a retry-after; `drain()` waits for the answers in
+flight; only then `close_links()` ends every link.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ log = get_logger("edgebox.box.server")
 
 MAX_INFLIGHT_PROMPTS = 4
 MAX_WRITE_BACKLOG = 64  # records waiting for the writer before the receive loop stops taking work
+DRAINING_RETRY_AFTER_S = 10.0  # a prompt that arrives while the box stops: ask again after this
 
 
 @dataclass
@@ -118,6 +124,7 @@ class BoxServer:
         self.admission = HandshakeAdmission(config, clock())
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[_LinkSession, asyncio.Task[Any]] = {}  # every running link, by its session
+        self.draining = False  # stop_accepting() was called: no new links or prompts
         # Called with (phone id, session) once a session is established (the box daemon delivers
         # queued answers then; hook added by the box issue, 11).
         self.on_established: Callable[[str, _LinkSession], Awaitable[None]] | None = None
@@ -133,25 +140,48 @@ class BoxServer:
         """Prompts being answered right now, over all links."""
         return sum(len(s._requests) for s in self._live)
 
-    async def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout` s) until no prompt is being answered (graceful stop)."""
+    def stop_accepting(self) -> None:
+        """Graceful stop, step 1: the accept loops end (a listener that stops accepting no longer
+        ends them with an error) and leave their links running; new prompts get `busy`."""
+        self.draining = True
+
+    async def drain(self, timeout: float, *, also: Callable[[], bool] | None = None) -> bool:
+        """Wait (at most `timeout` s) until no prompt is being answered (and `also()` is false).
+        Returns whether everything finished in time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.inflight() and loop.time() < deadline:
+
+        def busy() -> bool:
+            return bool(self.inflight()) or (also is not None and also())
+
+        while busy() and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        return not busy()
+
+    async def close_links(self) -> None:
+        """Graceful stop, last step: end every link (an answer still running is cancelled)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def serve(self, listener: LinkListener) -> None:
-        """Accept links until cancelled; each link runs in its own task."""
+        """Accept links until cancelled, or until the listener stops accepting while the server is
+        draining; each link runs in its own task. Ending otherwise ends the links too (after
+        `stop_accepting()` they are left to `close_links()`)."""
         try:
             while True:
-                link = await listener.accept()
+                try:
+                    link = await listener.accept()
+                except LinkClosed:
+                    if self.draining:
+                        return
+                    raise
                 task = asyncio.create_task(self.handle_link(link), name=f"box-link {link.peer}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if not self.draining:
+                await self.close_links()
 
     async def handle_link(self, link: DatagramLink) -> None:
         self.stats.links += 1
@@ -415,6 +445,16 @@ class _LinkSession:
                 )
 
     def _on_prompt(self, prompt: app.Prompt) -> None:
+        if self.server.draining:
+            self._queue_app(
+                app.Error(
+                    code=app.ErrorKind.busy,
+                    message="the box is restarting; ask again in a moment",
+                    id=prompt.id,
+                    retry_after_s=DRAINING_RETRY_AFTER_S,
+                )
+            )
+            return
         if prompt.id in self._requests:
             self._queue_app(
                 app.Error(

@@ -11,7 +11,9 @@ prompt -> `injection_blocked`, anything else -> `upstream_error`); an unreachabl
 `upstream_unavailable`. The device never holds the upstream API key: the gateway injects it.
 
 Timeouts are per read, never a total (`read_timeout_s` between two reads of the stream, so an answer
-that streams for minutes is never cut); a timeout or a refused connection is `upstream_unavailable`.
+that streams for minutes is never cut); a timeout or a refused connection is `upstream_unavailable`,
+and so is a stream that ends without its closing `[DONE]` (the gateway ends a relay whose upstream
+timed out mid-stream that way): a prefix is never passed off, or cached, as the whole answer.
 Headers (contract 6): `traceparent`, `Idempotency-Key` for a request from the durable outbox (the
 gateway forwards one key at most once), `X-Edgebox-Phone` (the phone id, so the gateway audits and
 counts anomalies per phone). A refusal keeps the gateway's code (`GatewayRefusal.gateway_code`), so
@@ -209,10 +211,14 @@ async def _sse_deltas(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, 
                 usage = Usage(u.prompt_tokens, u.completion_tokens, u.total) if u is not None else None
                 yield chunk.text, usage, chunk.finish_reason
         for event in parser.close():
-            if event.data and not event.done:
+            if event.done:
+                return
+            if event.data:
                 chunk = decode_chunk(event)
                 u = chunk.usage
                 usage = Usage(u.prompt_tokens, u.completion_tokens, u.total) if u is not None else None
                 yield chunk.text, usage, chunk.finish_reason
     except SseError:
         raise MessageError(ErrorKind.upstream_error, "the gateway sent a malformed stream event") from None
+    log.warning("uplink_stream_cut_short")
+    raise MessageError(ErrorKind.upstream_unavailable, "the gateway's answer was cut short")

@@ -57,8 +57,18 @@ class LinkBase:
 
 @runtime_checkable
 class LinkListener(Protocol):
-    """The box side: yields a new DatagramLink for each phone that connects."""
+    """The box side: yields a new DatagramLink for each phone that connects.
+
+    Shutting down is two steps, so that a graceful stop can finish the answers in flight:
+    `stop_accepting()` takes no new links (stops advertising / listening; a phone that connects
+    now, or whose link was not yet accepted, sees its link end) while the links already accepted
+    go on; a pending or later `accept()` raises LinkClosed. `close()` then ends every link still
+    open and releases the transport (socket file, Bluetooth adapter). Both are idempotent, and
+    `close()` implies `stop_accepting()`.
+    """
 
     async def accept(self) -> DatagramLink: ...
+
+    async def stop_accepting(self) -> None: ...
 
     async def close(self) -> None: ...

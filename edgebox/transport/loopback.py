@@ -70,23 +70,61 @@ def link_pair(mtu: int = 244, depth: int = 64) -> tuple[LoopbackLink, LoopbackLi
 
 
 class LoopbackListener:
-    """Box-side listener; `connect()` is what a phone calls to get its end."""
+    """Box-side listener; `connect()` is what a phone calls to get its end.
+
+    Like the real transports, `stop_accepting()` refuses new links (a phone connecting then gets a
+    link that is already closed) and `close()` also ends the links it handed out."""
 
     def __init__(self, mtu: int = 244) -> None:
         self._mtu = mtu
-        self._pending: asyncio.Queue[DatagramLink] = asyncio.Queue()
+        self._pending: asyncio.Queue[DatagramLink | None] = asyncio.Queue()
+        self._links: list[DatagramLink] = []
+        self._accepting = True
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
 
     def connect(self) -> LoopbackLink:
         phone_end, box_end = link_pair(self._mtu)
-        self._pending.put_nowait(box_end)
+        if not self._accepting:
+            box_end._inbox.close()
+            box_end._outbox.close()
+            return phone_end
+        self.attach(box_end)
         return phone_end
 
     def attach(self, box_end: DatagramLink) -> None:
         """Hand the box an arbitrary link end (tests that speak raw datagrams)."""
+        self._links = [link for link in self._links if not _is_closed(link)]
+        self._links.append(box_end)
         self._pending.put_nowait(box_end)
 
     async def accept(self) -> DatagramLink:
-        return await self._pending.get()
+        if not self._accepting:
+            raise LinkClosed("loopback listener is not accepting links")
+        link = await self._pending.get()
+        if link is None:
+            self._pending.put_nowait(None)  # wake every other waiter too
+            raise LinkClosed("loopback listener is not accepting links")
+        return link
+
+    async def stop_accepting(self) -> None:
+        if not self._accepting:
+            return
+        self._accepting = False
+        while not self._pending.empty():  # connected but never accepted: the phone sees it end
+            link = self._pending.get_nowait()
+            if link is not None:
+                await link.close()
+        self._pending.put_nowait(None)
 
     async def close(self) -> None:
-        return None
+        await self.stop_accepting()
+        links, self._links = self._links, []
+        for link in links:
+            await link.close()
+
+
+def _is_closed(link: DatagramLink) -> bool:
+    return isinstance(link, LoopbackLink) and link._inbox.closed and link._outbox.closed

@@ -69,6 +69,10 @@ async def connect(path: Path, mtu: int = DEFAULT_MTU) -> SeqpacketLink:
 
 
 class SeqpacketListener:
+    """`stop_accepting()` closes the listening socket and removes its file (a phone connecting then
+    gets "connection refused"; accepted links are their own sockets and go on); `close()` also
+    closes the links it accepted."""
+
     def __init__(self, path: Path, mtu: int = DEFAULT_MTU) -> None:
         self.path = path
         self._mtu = mtu
@@ -82,12 +86,47 @@ class SeqpacketListener:
             os.umask(old)
         self._sock.listen(16)
         self._sock.setblocking(False)
+        self._accepting = True
+        self._waiter: asyncio.Future[tuple[socket.socket, object]] | None = None
+        self._links: list[SeqpacketLink] = []
+
+    @property
+    def stopped_accepting(self) -> bool:
+        return not self._accepting
 
     async def accept(self) -> DatagramLink:
-        conn, _ = await asyncio.get_running_loop().sock_accept(self._sock)
-        return SeqpacketLink(conn, self._mtu, f"unix-peer-{next(_ids)}")
+        if not self._accepting:
+            raise LinkClosed("box socket is not accepting links")
+        waiter = self._waiter = asyncio.ensure_future(asyncio.get_running_loop().sock_accept(self._sock))
+        try:
+            conn, _ = await waiter
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.stopped_accepting and not (task is not None and task.cancelling()):
+                raise LinkClosed("box socket is not accepting links") from None
+            raise
+        except OSError:
+            raise LinkClosed("box socket is closed") from None
+        finally:
+            self._waiter = None
+        link = SeqpacketLink(conn, self._mtu, f"unix-peer-{next(_ids)}")
+        self._links = [x for x in self._links if not x._closed]
+        self._links.append(link)
+        return link
 
-    async def close(self) -> None:
+    async def stop_accepting(self) -> None:
+        if not self._accepting:
+            return
+        self._accepting = False
+        if self._waiter is not None:
+            self._waiter.cancel()  # the event loop stops watching the socket before it is closed
+            await asyncio.gather(self._waiter, return_exceptions=True)
         self._sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    async def close(self) -> None:
+        await self.stop_accepting()
+        links, self._links = self._links, []
+        for link in links:
+            await link.close()

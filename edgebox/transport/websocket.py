@@ -98,9 +98,13 @@ class WebSocketListener:
         self.port = port
         self._mtu = mtu
         self._ssl = ssl_context
-        self._pending: asyncio.Queue[WebSocketLink] = asyncio.Queue(backlog)
+        # One slot more than the backlog: room for the wake-up of stop_accepting().
+        self._pending: asyncio.Queue[WebSocketLink | None] = asyncio.Queue(backlog + 1)
+        self._backlog = backlog
         self._links: set[WebSocketLink] = set()
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._accepting = True
 
     def routes(self) -> list[web.RouteDef]:
         """The route, for mounting the endpoint in another aiohttp app."""
@@ -111,7 +115,7 @@ class WebSocketListener:
         app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
+        site = self._site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
@@ -123,12 +127,14 @@ class WebSocketListener:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=_MAX_FRAME, heartbeat=None, autoping=True)
         await ws.prepare(request)
-        link = WebSocketLink(ws, self._mtu, f"ws-peer-{next(_ids)}")
-        try:
-            self._pending.put_nowait(link)
-        except asyncio.QueueFull:
+        if not self._accepting:
+            await ws.close(code=1001, message=b"box stopping")
+            return ws
+        if self._pending.qsize() >= self._backlog:
             await ws.close(code=1013, message=b"box busy")
             return ws
+        link = WebSocketLink(ws, self._mtu, f"ws-peer-{next(_ids)}")
+        self._pending.put_nowait(link)
         self._links.add(link)
         try:
             await link.wait_closed()
@@ -137,9 +143,31 @@ class WebSocketListener:
         return ws
 
     async def accept(self) -> DatagramLink:
-        return await self._pending.get()
+        if not self._accepting:
+            raise LinkClosed("websocket listener is not accepting links")
+        link = await self._pending.get()
+        if link is None:
+            self._pending.put_nowait(None)  # wake every other waiter too
+            raise LinkClosed("websocket listener is not accepting links")
+        return link
+
+    async def stop_accepting(self) -> None:
+        """Stop listening (new connections are refused by the OS); accepted links go on."""
+        if not self._accepting:
+            return
+        self._accepting = False
+        if self._site is not None:
+            with contextlib.suppress(Exception):
+                await self._site.stop()
+            self._site = None
+        while not self._pending.empty():  # upgraded but never accepted: closed
+            link = self._pending.get_nowait()
+            if link is not None:
+                await link.close()
+        self._pending.put_nowait(None)
 
     async def close(self) -> None:
+        await self.stop_accepting()
         for link in list(self._links):
             await link.close()
         if self._runner is not None:

@@ -146,3 +146,80 @@ async def test_close_is_idempotent(system_bus: str) -> None:
     await p.close()
     assert p.state is ListenerState.CLOSED
     assert os.environ["DBUS_SYSTEM_BUS_ADDRESS"] == system_bus
+
+
+class RegisteringBluez(FakeBluez):
+    """Also accepts (and records) the GATT and advertising registrations, like bluetoothd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def _handle(self, msg: Message) -> Message | None:
+        if msg.message_type == MessageType.METHOD_CALL and msg.member in (
+            "RegisterApplication",
+            "RegisterAdvertisement",
+            "UnregisterAdvertisement",
+            "UnregisterApplication",
+            "Disconnect",
+        ):
+            self.calls.append(str(msg.member))
+            return Message.new_method_return(msg)
+        return super()._handle(msg)
+
+    async def gatt(self, p: BlePeripheral, chrc: str, member: str, device: str, *body: Any) -> Message:
+        """A GATT call on one of the peripheral's characteristics, as BlueZ makes it for a phone."""
+        assert self.bus is not None and p._bus is not None
+        options = {"device": Variant("o", device), "mtu": Variant("q", 247)}
+        signature = {"ReadValue": "a{sv}", "WriteValue": "aya{sv}"}[member]
+        reply = await self.bus.call(
+            Message(
+                destination=p._bus.unique_name,
+                path=f"/org/edgebox/ble/svc/{chrc}",
+                interface="org.bluez.GattCharacteristic1",
+                member=member,
+                signature=signature,
+                body=[*body, options],
+            )
+        )
+        assert reply is not None
+        return reply
+
+
+async def test_stop_accepting_stops_advertising_and_keeps_the_links(peripheral: BlePeripheral) -> None:
+    from edgebox.transport.base import LinkClosed
+
+    bluez = RegisteringBluez()
+    await bluez.start()
+    try:
+        await bluez.add_adapter(powered=True)
+        await peripheral.wait_state(ListenerState.ADVERTISING, timeout=10)
+        assert bluez.calls.count("RegisterAdvertisement") == 1
+        phone = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_01"
+        reply = await bluez.gatt(peripheral, "info", "ReadValue", phone)
+        assert reply.message_type == MessageType.METHOD_RETURN
+        link = await asyncio.wait_for(peripheral.accept(), 5)
+        waiting = asyncio.ensure_future(peripheral.accept())
+        await asyncio.sleep(0)
+        await peripheral.stop_accepting()
+        assert bluez.calls.count("UnregisterAdvertisement") == 1  # no longer advertised
+        assert peripheral.state is ListenerState.STOPPING
+        with pytest.raises(LinkClosed):
+            await asyncio.wait_for(waiting, 5)
+        # A new phone is refused; the connected one still gets its datagrams through.
+        other = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_02"
+        refused = await bluez.gatt(peripheral, "info", "ReadValue", other)
+        assert refused.error_name == "org.bluez.Error.NotPermitted"
+        refused = await bluez.gatt(peripheral, "rx", "WriteValue", other, b"hello")
+        assert refused.error_name == "org.bluez.Error.NotPermitted"
+        ok = await bluez.gatt(peripheral, "rx", "WriteValue", phone, b"still here")
+        assert ok.message_type == MessageType.METHOD_RETURN
+        assert await asyncio.wait_for(link.recv(), 5) == b"still here"
+        assert peripheral.connections == [phone]
+        assert bluez.calls.count("RegisterAdvertisement") == 1  # and it does not re-advertise
+        await peripheral.close()
+        with pytest.raises(LinkClosed):
+            await asyncio.wait_for(link.recv(), 5)
+        assert "UnregisterApplication" in bluez.calls
+    finally:
+        bluez.stop()

@@ -24,12 +24,19 @@ TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 class Chain:
-    def __init__(self, tmp: Path, ca: DeviceCA, port: int) -> None:
+    def __init__(self, tmp: Path, ca: DeviceCA, port: int, *, read_timeout_s: float = 60.0) -> None:
         self.identity = BoxIdentity.generate()
         cert = make_box(ca, self.identity.box_id_hex, tmp)
         self.cert_box_id = cert.box_id
         self.uplink = GatewayResponder(
-            UplinkConfig(f"https://127.0.0.1:{port}", ca.cert_path, cert.cert, cert.key, model="gpt-test")
+            UplinkConfig(
+                f"https://127.0.0.1:{port}",
+                ca.cert_path,
+                cert.cert,
+                cert.key,
+                model="gpt-test",
+                read_timeout_s=read_timeout_s,
+            )
         )
         self.registry = MemoryRegistry()
         self.server = BoxServer(self.identity, self.registry, self.uplink)
@@ -106,6 +113,68 @@ async def test_refusals_map_to_typed_session_errors(
 
 async def test_gateway_down_is_upstream_unavailable(tmp_path: Path, pki: DeviceCA) -> None:
     chain = Chain(tmp_path, pki, 1)  # nothing listens on port 1
+    try:
+        s = await chain.phone()
+        with pytest.raises(AppError) as e:
+            await s.ask("hello?")
+        assert e.value.code == app.ErrorKind.upstream_unavailable
+        await s.close()
+    finally:
+        await chain.stop()
+
+
+# Scaled-down timeouts: a read timeout of READ_S, chunks GAP_S apart (well below it, so a loaded
+# machine does not push a gap over), and a stall several times longer than it.
+READ_S = 0.6
+GAP_S = 0.1
+LONG = tuple(f"w{i} " for i in range(20))  # 20 gaps of GAP_S: the stream lasts > 3 read timeouts
+
+
+async def test_a_stream_longer_than_the_read_timeout_is_not_cut(
+    tmp_path: Path, pki: DeviceCA, upstream: StubUpstream, make_gateway: GatewayFactory
+) -> None:
+    gw = await make_gateway()
+    upstream.words, upstream.chunk_delay_s = LONG, GAP_S
+    chain = Chain(tmp_path, pki, gw.port, read_timeout_s=READ_S)
+    try:
+        s = await chain.phone()
+        t0 = asyncio.get_running_loop().time()
+        answer = await s.ask("Tell me a long story.")
+        elapsed = asyncio.get_running_loop().time() - t0
+        assert answer.text == "".join(LONG)
+        assert answer.done is not None and answer.done.source == "gateway"
+        assert elapsed > 3 * READ_S  # it really outlasted the read timeout (no upper bound asserted)
+        await s.close()
+    finally:
+        await chain.stop()
+
+
+async def test_a_stalled_stream_is_upstream_unavailable(
+    tmp_path: Path, pki: DeviceCA, upstream: StubUpstream, make_gateway: GatewayFactory
+) -> None:
+    gw = await make_gateway()  # the gateway's own upstream timeout (120 s) is not what fires
+    upstream.stall_s = 5 * READ_S  # the first chunk arrives, then nothing
+    chain = Chain(tmp_path, pki, gw.port, read_timeout_s=READ_S)
+    try:
+        s = await chain.phone()
+        with pytest.raises(AppError) as e:
+            await s.ask("hello?")
+        assert e.value.code == app.ErrorKind.upstream_unavailable  # a timeout, not "internal"
+        await s.ping()  # the session goes on
+        await s.close()
+    finally:
+        await chain.stop()
+
+
+async def test_a_stream_cut_short_by_the_gateway_is_not_a_complete_answer(
+    tmp_path: Path, pki: DeviceCA, upstream: StubUpstream, make_gateway: GatewayFactory
+) -> None:
+    """The gateway's own upstream read timeout fires mid-stream: it ends the stream without the
+    closing [DONE]; the box reports upstream_unavailable instead of passing the prefix off as the
+    whole answer (which it would cache)."""
+    gw = await make_gateway(upstream_timeout_s=READ_S)
+    upstream.stall_s = 5 * READ_S
+    chain = Chain(tmp_path, pki, gw.port, read_timeout_s=60.0)
     try:
         s = await chain.phone()
         with pytest.raises(AppError) as e:

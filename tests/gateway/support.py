@@ -94,6 +94,9 @@ class StubUpstream:
     prompt_tokens: int = 10
     completion_tokens: int = 5
     delay_s: float = 0.0  # a slow upstream: requests pile up in flight
+    chunk_delay_s: float = 0.0  # a slowly streaming upstream: this long before each streamed chunk
+    words: tuple[str, ...] = ("Hel", "lo", "!")  # the streamed answer, one chunk each
+    stall_s: float = 0.0  # a stream that stalls: this long after the first chunk
     bill_total: int | None = None  # bill this many tokens whatever the request (a misbilling upstream)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -142,13 +145,17 @@ class StubUpstream:
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-            for i, word in enumerate(["Hel", "lo", "!"]):
+            last_word = len(self.words) - 1
+            for i, word in enumerate(self.words):
+                if self.chunk_delay_s:
+                    await asyncio.sleep(self.chunk_delay_s)
+                if i == 1 and self.stall_s:
+                    await asyncio.sleep(self.stall_s)
+                stop = "stop" if i == last_word else None
                 chunk: dict[str, Any] = {
                     "id": "c1",
                     "object": "chat.completion.chunk",
-                    "choices": [
-                        {"index": 0, "delta": {"content": word}, "finish_reason": "stop" if i == 2 else None}
-                    ],
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": stop}],
                 }
                 if include:
                     chunk["usage"] = None

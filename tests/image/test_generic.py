@@ -153,3 +153,6 @@ def test_image_contents(image: Path, tmp_path: Path) -> None:
     assert json.loads(manifest) == json.loads((REPO / "var/models/manifest.json").read_text())
     launcher = imagefs.debugfs(image, root, "cat /opt/edgebox/.venv/bin/edgebox")
     assert launcher.startswith("#!/opt/edgebox/.venv/bin/python")
+    # `edgebox` is on the console's PATH (operator commands, docs/image.md).
+    on_path = imagefs.debugfs(image, root, "stat /usr/local/bin/edgebox")
+    assert 'Fast link dest: "/opt/edgebox/.venv/bin/edgebox"' in on_path
