@@ -337,6 +337,25 @@ class Prepared:
     family_held: list[Example]
     family: Features
     calibration: np.ndarray  # rows of `examples` in the family calibration split
+    featurisation: dict[str, str]  # fingerprint of this CPU's int8 encoder (featurisation_fingerprint)
+
+
+def featurisation_fingerprint(embedder: Embedder) -> dict[str, str]:
+    """SHA-256 of the int8 embeddings of the committed reference prompts, as this machine computes
+    them. ONNX Runtime picks its int8 kernels by CPU (AVX2, AVX-512 VNNI, NEON ...), and their
+    rounding of the dynamically quantised activations differs in the last bits, so two CPUs featurise
+    slightly differently and a head trained on each comes out different (measured: weights up to
+    0.22 apart, 99-100 % of decisions the same). Equal fingerprints mean equal features, so a
+    retrain must then give the committed head byte for byte (tests/models/test_training.py)."""
+    import hashlib
+    import platform
+
+    from edgebox.models import trained
+
+    prompts, _ = trained.load().reference()
+    vectors = embedder.embed(prompts, batch_size=32, max_tokens=CLASSIFIER_MAX_TOKENS)
+    digest = hashlib.sha256(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).hexdigest()
+    return {"reference_int8_sha256": digest, "machine": platform.machine()}
 
 
 def prepare(data_dir: Path, log: Callable[[str], None] = print) -> Prepared:
@@ -364,9 +383,10 @@ def prepare(data_dir: Path, log: Callable[[str], None] = print) -> Prepared:
         feats = featurise(examples, embedder)
         holdout = featurise(held, embedder)
         family = featurise(family_held, embedder)
+        fingerprint = featurisation_fingerprint(embedder)
     calib = calibration_templates()
     mask = np.asarray([ex.source == FAMILY_SOURCE and ex.text in calib for ex in examples])
-    return Prepared(digest, examples, feats, held, holdout, family_held, family, mask)
+    return Prepared(digest, examples, feats, held, holdout, family_held, family, mask, fingerprint)
 
 
 def finish(
@@ -406,6 +426,7 @@ def finish(
         "max_tokens": CLASSIFIER_MAX_TOKENS,
         "threshold_default": THRESHOLD,
         "calibration_shift": shift,
+        "featurisation": prep.featurisation,
         "training": {
             "data_sha256": prep.data_sha256,
             "examples": len(prep.examples),
