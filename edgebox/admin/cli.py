@@ -44,14 +44,38 @@ def _root(args: argparse.Namespace) -> Path:
     return root
 
 
+def _installed_box(args: argparse.Namespace) -> Path | None:
+    """The control socket of the box this command is for, when it is a configured (installed) box.
+
+    On a real box the admin page's files belong to the daemon (its user, its state directory): the
+    commands ask the running daemon over its control socket rather than touch them as root."""
+    from edgebox.box.cli import config_path
+    from edgebox.box.config import load_box_config
+
+    path = config_path(args)
+    return load_box_config(path).control_socket_path if path is not None else None
+
+
 def _run_fingerprint(args: argparse.Namespace) -> int:
-    cert = ensure_certificate(admin_dir(_root(args)))
-    print(f"SHA-256 {cert.fingerprint}")
+    sock = _installed_box(args)
+    if sock is not None:
+        from edgebox.box.control_socket import call
+
+        fingerprint = asyncio.run(call(sock, "admin_fingerprint"))["fingerprint"]
+    else:
+        fingerprint = ensure_certificate(admin_dir(_root(args))).fingerprint
+    print(f"SHA-256 {fingerprint}")
     return 0
 
 
 def _run_setup_code(args: argparse.Namespace) -> int:
-    code = SetupCodes(admin_dir(_root(args))).create(args.ttl)
+    sock = _installed_box(args)
+    if sock is not None:
+        from edgebox.box.control_socket import call
+
+        code = asyncio.run(call(sock, "admin_setup_code", {"ttl": args.ttl}))["code"]
+    else:
+        code = SetupCodes(admin_dir(_root(args))).create(args.ttl)
     minutes = max(1, args.ttl // 60)
     print(f"admin set-up code (single use, valid {minutes} min): {code}")
     return 0

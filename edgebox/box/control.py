@@ -213,6 +213,24 @@ class BoxControl:
         return {"not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.not_after))}
 
     # -- settings ------------------------------------------------------------------------------
+    def _admin(self) -> Any:
+        admin = self._d.admin
+        if admin is None:
+            raise EdgeboxError(
+                "the admin page is not enabled on this box ([admin] enabled)", code="admin_disabled"
+            )
+        return admin
+
+    def admin_fingerprint(self) -> str:
+        """SHA-256 fingerprint of the certificate the running admin page serves."""
+        return str(self._admin().certificate.fingerprint)
+
+    def admin_setup_code(self, ttl_s: int) -> str:
+        """A new one-time set-up code for the admin page, made by the daemon (its files, its user)."""
+        if not 60 <= ttl_s <= 7 * 86400:
+            raise ConfigError("ttl must be between 60 s and 7 days")
+        return str(self._admin().setup_codes.create(ttl_s))
+
     def settings(self) -> dict[str, Any]:
         doc: dict[str, Any] = msgspec.to_builtins(self._d.cfg)
         return doc

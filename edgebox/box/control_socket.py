@@ -155,6 +155,13 @@ class ControlServer:
             return await c.enroll(str(args["gateway"]), Path(str(args["ca"])), str(args["token"]))
         if op == "log":
             return await c.prompt_log(int(args.get("limit", 50)), args.get("phone_id"))
+        if op == "admin_fingerprint":
+            return {"fingerprint": c.admin_fingerprint()}
+        if op == "admin_setup_code":
+            ttl = args.get("ttl")
+            if not isinstance(ttl, int) or isinstance(ttl, bool):
+                raise ControlError("ttl must be an integer number of seconds", code="control_invalid")
+            return {"code": c.admin_setup_code(ttl)}
         raise ControlError(f"unknown control operation {op[:32]!r}", code="control_invalid")
 
     async def _docs_add(self, args: dict[str, Any], progress: Callable[[dict[str, Any]], Any]) -> Any:

@@ -155,3 +155,30 @@ async def test_settings_are_checked_by_the_box_config_schema(page: Any, dbox: Da
     assert text.startswith("# branch box")
     cfg = parse_box_config(tomllib.loads(text))
     assert cfg.pipeline.quota_tokens == 5000 and cfg.admin.enabled
+
+
+async def test_admin_console_commands_ask_the_running_daemon(
+    dbox: DaemonBox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edgebox box admin fingerprint|setup-code` on a configured box go to the daemon over its
+    control socket: the fingerprint is the one the page serves, the code is one the page accepts, and
+    nothing is made in the working directory (they used to make a second, unrelated certificate in
+    ./var/box, and a code the daemon never saw)."""
+    from edgebox.cli import main
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    conf = str(dbox.config_path)
+    assert await asyncio.to_thread(main, ["box", "--config", conf, "admin", "fingerprint"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]  # (the daemon's own log lines come first)
+    assert printed == f"SHA-256 {dbox.daemon.admin.certificate.fingerprint}"
+    assert (
+        await asyncio.to_thread(main, ["box", "--config", conf, "admin", "setup-code", "--ttl", "600"]) == 0
+    )
+    code = capsys.readouterr().out.strip().splitlines()[-1].rsplit(" ", 1)[-1]
+    assert dbox.daemon.admin.setup_codes.consume(code)
+    assert not dbox.daemon.admin.setup_codes.consume(code)  # single use
+    assert list(cwd.iterdir()) == []
+    assert await asyncio.to_thread(main, ["box", "--config", conf, "admin", "setup-code", "--ttl", "5"]) == 2
+    assert "ttl" in capsys.readouterr().err
