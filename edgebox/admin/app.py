@@ -26,8 +26,9 @@ headers (`security.SECURITY_HEADERS`); templates contain no inline script or sty
 script is `/static/app.js` (live status refresh, pairing countdown, upload progress), and the
 pages work without it.
 
-The pairing code's secret exists only in the invite kept in memory for the page that shows it
-and in the QR image rendered on the box (segno); it is dropped once the phone paired or the code
+The pairing code's secret exists only in the invite kept in memory for the page that shows it,
+in the QR image rendered on the box (segno) and in the same payload as text under it (for a phone
+without a camera: paste it into the web phone); it is dropped once the phone paired or the code
 expired, and no log line or audit entry carries it.
 """
 
@@ -481,15 +482,16 @@ class AdminApp:
         invite_id = int(request.match_info["invite_id"])
         state = await self.backend.invite_state(invite_id)
         shown = self._invites.get(invite_id)
-        qr = None
+        qr = payload = None
         if state.status is InviteStatus.pending and shown is not None:
-            qr = segno.make(shown.payload, error="m").svg_data_uri(scale=6, border=4)
+            payload = shown.payload
+            qr = segno.make(payload, error="m").svg_data_uri(scale=6, border=4)
         else:
             self._invites.pop(invite_id, None)
         return self._render(
             request,
             "pair.html",
-            invite={"id": invite_id, "state": state, "qr": qr, "now": self.clock()},
+            invite={"id": invite_id, "state": state, "qr": qr, "payload": payload, "now": self.clock()},
             ttl_min=self.config.invite_ttl_s // 60,
         )
 

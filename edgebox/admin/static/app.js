@@ -1,5 +1,6 @@
 // edgebox admin: the only script (served by the box; the CSP allows nothing else). The pages work
-// without it; it adds live status refresh, the pairing countdown, upload progress and confirmations.
+// without it; it adds live status refresh, the pairing countdown, copying the pairing code, upload
+// progress and confirmations.
 "use strict";
 
 function poll(url) {
@@ -28,14 +29,14 @@ function pairing() {
   const skew = Date.now() / 1000 - Number(card.dataset.now);
   const expires = Number(card.dataset.expires);
   const status = document.getElementById("pair-status");
-  const qr = document.getElementById("pair-qr");
+  const code = document.getElementById("pair-code");
   let finished = false;
   const finish = (html, ok) => {
     finished = true;
     status.innerHTML = "";
     status.append(...html);
     status.classList.toggle("ok", ok);
-    if (qr) qr.remove();
+    if (code) code.remove();  // the QR and its text: the code is used up or expired
   };
   const draw = () => {
     if (finished) return;
@@ -69,6 +70,27 @@ function pairing() {
   };
   draw();
   check();
+}
+
+function copyPayload() {
+  const button = document.getElementById("copy-payload");
+  const payload = document.getElementById("pair-payload");
+  if (!button || !payload) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(payload.textContent.trim());
+      button.textContent = "Copied";
+    } catch (e) {
+      // No clipboard access: select the text so that the user can copy it by hand.
+      const range = document.createRange();
+      range.selectNodeContents(payload);
+      const sel = getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      button.textContent = "Selected: copy it";
+    }
+  });
 }
 
 function upload() {
@@ -118,4 +140,4 @@ function confirmations() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { liveStatus(); pairing(); upload(); confirmations(); });
+document.addEventListener("DOMContentLoaded", () => { liveStatus(); pairing(); copyPayload(); upload(); confirmations(); });
