@@ -11,10 +11,10 @@ Every request passes three layers, in this order (`_guard` middleware):
 1. *Set-up first.* Until an admin password exists, every page redirects to `/setup`, which needs
    the one-time set-up code (printed by `edgebox box admin setup-code` or imported from the boot
    partition) and the new password (argon2id, `records.py`). After that `/setup` is closed.
-2. *Authentication.* Every page except `/login`, `/setup` and `/static/` needs an authenticated
-   session (`security.SessionTable`): cookie `__Host-edgebox-admin`, Secure, HttpOnly,
-   SameSite=Strict, idle and absolute timeouts on the injected clock. Background polling
-   (header `X-Edgebox-Poll`) does not extend the idle timer.
+2. *Authentication.* Every page except `/login`, `/setup`, `/static/` and the web phone (`/phone`,
+   `/phone/`) needs an authenticated session (`security.SessionTable`): cookie
+   `__Host-edgebox-admin`, Secure, HttpOnly, SameSite=Strict, idle and absolute timeouts on the
+   injected clock. Background polling (header `X-Edgebox-Poll`) does not extend the idle timer.
 3. *CSRF.* Every POST needs the session's CSRF token (hidden form field `csrf`) and an `Origin`
    (or `Referer`) equal to the page's own origin; a failure is a 403 and an audit entry.
 
@@ -79,6 +79,7 @@ log = get_logger("edgebox.admin")
 HERE = Path(__file__).parent
 STATIC_FILES = {"app.css": "text/css", "app.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 PUBLIC_PREFIXES = ("/static/", "/phone/")
+PUBLIC_PATHS = frozenset({"/phone"})  # redirects to /phone/ (phone_web.routes), never to the login
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024
 _SESSION_KEY = web.RequestKey("edgebox_admin_session", Session)
 
@@ -227,7 +228,7 @@ class AdminApp:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES):
+        if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
             return await handler(request)
         now = self.clock()
         has_password = await asyncio.to_thread(self.records.has_password)

@@ -41,6 +41,24 @@ async def admin_box(tmp_path: Path) -> AsyncIterator[Any]:
     await stop_box(b)
 
 
+async def test_phone_without_slash_redirects_before_the_admin_login(admin_box: Any) -> None:
+    """`/phone` is public like `/phone/`: a phone that types the address without the slash gets the
+    page, not the admin set-up or login page (before and after the admin password exists)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for has_password in (False, True):
+            if has_password:
+                admin_box.service.records.set_password("correct horse battery staple")
+            async with http.get(admin_box.url + "/phone", ssl=False, allow_redirects=False) as r:
+                assert r.status == 308 and r.headers["Location"] == "/phone/"
+            async with http.get(admin_box.url + "/phone", ssl=False) as r:
+                assert r.status == 200 and r.url.path == "/phone/"
+                assert 'id="pair-section"' in await r.text()
+            async with http.get(admin_box.url + "/phonebook", ssl=False, allow_redirects=False) as r:
+                assert r.status == 303  # only the exact path is public
+
+
 async def test_box_serves_the_phone_page_offline_capable(admin_box: Any) -> None:
     pw, browser = await launch()
     try:
