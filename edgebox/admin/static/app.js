@@ -93,6 +93,14 @@ function copyPayload() {
   });
 }
 
+// The backend's stages (admin/backend.py DocumentProgress) in words; "embedding" counts passages.
+const STAGE_WORDS = {
+  queued: "Waiting to start…",
+  reading: "Reading the file…",
+  chunking: "Splitting it into passages…",
+  storing: "Saving the passages…",
+};
+
 function upload() {
   const form = document.getElementById("upload");
   if (!form) return;
@@ -119,7 +127,9 @@ function upload() {
         if (j.error) { stage.textContent = `Failed: ${j.error}`; return; }
         const frac = j.total ? j.done / j.total : 0;
         bar.value = 50 + Math.round(50 * (j.stage === "done" ? 1 : frac));
-        stage.textContent = j.stage === "embedding" ? `Embedding passage ${j.done} of ${j.total}…` : `${j.stage}…`;
+        stage.textContent = j.stage === "embedding"
+          ? `Embedding passages: ${j.done} of ${j.total} done…`
+          : STAGE_WORDS[j.stage] || "Working…";
         if (j.stage === "done") {
           stage.textContent = `Added ${j.filename}: ${j.document.chunks} passages.`;
           setTimeout(() => location.assign("/documents?notice=" + encodeURIComponent(`Added ${j.filename}.`)), 400);
