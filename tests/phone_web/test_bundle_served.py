@@ -15,7 +15,7 @@ from playwright.async_api import expect
 
 from edgebox import phone_web
 from tests.admin.conftest import start_box, stop_box
-from tests.phone_web.support import launch
+from tests.phone_web.support import CHROMIUM, launch, serve_static
 
 
 def test_service_worker_caches_the_whole_bundle() -> None:
@@ -113,3 +113,34 @@ async def test_works_offline_after_first_load(web: Any) -> None:
     manifest = await page.evaluate("document.querySelector('link[rel=manifest]').href")
     assert manifest.endswith("/phone/manifest.webmanifest")
     assert web.errors == []
+
+
+async def test_the_page_is_installable(tmp_path: Path) -> None:
+    """Chromium's own installability check (CDP `Page.getInstallabilityErrors`) finds nothing to
+    object to, and the app's identity is the page's own address wherever the bundle is served (a
+    manifest `id` of "./" resolved to the origin's root: every app of that origin would clash)."""
+    from playwright.async_api import async_playwright
+
+    runner, base = await serve_static()
+    pw = await async_playwright().start()
+    try:
+        # A persistent profile: an incognito context is never installable ("in-incognito").
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True
+        )
+        page = await ctx.new_page()
+        await page.goto(base + "/phone/")
+        await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+        await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        cdp = await ctx.new_cdp_session(page)
+        assert (await cdp.send("Page.getInstallabilityErrors"))["installabilityErrors"] == []
+        manifest = await cdp.send("Page.getAppManifest")
+        assert manifest["errors"] == []
+        assert manifest["manifest"]["startUrl"] == base + "/phone/"
+        assert (await cdp.send("Page.getAppId"))["appId"] == base + "/phone/"
+        sizes = {i["sizes"] for i in manifest["manifest"]["icons"] if i["type"] == "image/png"}
+        assert {"192x192", "512x512"} <= sizes
+        await ctx.close()
+    finally:
+        await pw.stop()
+        await runner.cleanup()
