@@ -73,6 +73,7 @@ from edgebox.admin.security import (
     ThrottlePolicy,
 )
 from edgebox.log import get_logger
+from edgebox.session.invite import DEFAULT_TTL_SECONDS
 
 log = get_logger("edgebox.admin")
 
@@ -86,7 +87,7 @@ _SESSION_KEY = web.RequestKey("edgebox_admin_session", Session)
 
 @dataclass(frozen=True)
 class AdminConfig:
-    invite_ttl_s: int = 600
+    invite_ttl_s: int = DEFAULT_TTL_SECONDS
     session: SessionPolicy = field(default_factory=SessionPolicy)
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     live_refresh_s: float = 5.0
