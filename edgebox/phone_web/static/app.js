@@ -135,6 +135,23 @@ async function openLink(expectBoxId) {
   return link;
 }
 
+/** Writes to the waiting questions, one after another: a late answer is never stored before its question. */
+let waitingWrites = Promise.resolve();
+
+/**
+ * @template T
+ * @param {() => Promise<T>} write
+ * @returns {Promise<T>}
+ */
+function serialWrite(write) {
+  const run = waitingWrites.then(write);
+  waitingWrites = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  return run;
+}
+
 const QUEUED_WORDS = "Queued — the answer will arrive when the box is back online.";
 
 /** Redraw "Questions that waited" from IndexedDB. */
@@ -171,7 +188,8 @@ async function renderWaiting() {
 /** @param {import("./lib/client.js").LateAnswer} late */
 async function onLateAnswer(late) {
   try {
-    if (app.waiting) await app.waiting.answered(late);
+    const waiting = app.waiting;
+    if (waiting) await serialWrite(() => waiting.answered(late));
   } catch (e) {
     showError(e);
   }
@@ -263,7 +281,9 @@ async function onAsk() {
     if (done && done.finish_reason === "queued") {
       ui.answerMeta.textContent = QUEUED_WORDS;
       ui.answer.dataset.state = "queued";
-      if (app.waiting && app.box) await app.waiting.queued(q.id, app.box.boxId, text);
+      const waiting = app.waiting;
+      const boxId = app.box?.boxId;
+      if (waiting && boxId) await serialWrite(() => waiting.queued(q.id, boxId, text));
       await renderWaiting();
     } else if (done) {
       const how = done.finish_reason === "cancelled" ? "stopped" : done.finish_reason === "length" ? "cut at the length limit" : "finished";
