@@ -11,10 +11,10 @@ Every request passes three layers, in this order (`_guard` middleware):
 1. *Set-up first.* Until an admin password exists, every page redirects to `/setup`, which needs
    the one-time set-up code (printed by `edgebox box admin setup-code` or imported from the boot
    partition) and the new password (argon2id, `records.py`). After that `/setup` is closed.
-2. *Authentication.* Every page except `/login`, `/setup` and `/static/` needs an authenticated
-   session (`security.SessionTable`): cookie `__Host-edgebox-admin`, Secure, HttpOnly,
-   SameSite=Strict, idle and absolute timeouts on the injected clock. Background polling
-   (header `X-Edgebox-Poll`) does not extend the idle timer.
+2. *Authentication.* Every page except `/login`, `/setup`, `/static/` and the web phone (`/phone`,
+   `/phone/`) needs an authenticated session (`security.SessionTable`): cookie
+   `__Host-edgebox-admin`, Secure, HttpOnly, SameSite=Strict, idle and absolute timeouts on the
+   injected clock. Background polling (header `X-Edgebox-Poll`) does not extend the idle timer.
 3. *CSRF.* Every POST needs the session's CSRF token (hidden form field `csrf`) and an `Origin`
    (or `Referer`) equal to the page's own origin; a failure is a 403 and an audit entry.
 
@@ -26,8 +26,9 @@ headers (`security.SECURITY_HEADERS`); templates contain no inline script or sty
 script is `/static/app.js` (live status refresh, pairing countdown, upload progress), and the
 pages work without it.
 
-The pairing code's secret exists only in the invite kept in memory for the page that shows it
-and in the QR image rendered on the box (segno); it is dropped once the phone paired or the code
+The pairing code's secret exists only in the invite kept in memory for the page that shows it,
+in the QR image rendered on the box (segno) and in the same payload as text under it (for a phone
+without a camera: paste it into the web phone); it is dropped once the phone paired or the code
 expired, and no log line or audit entry carries it.
 """
 
@@ -74,19 +75,21 @@ from edgebox.admin.security import (
     ThrottlePolicy,
 )
 from edgebox.log import get_logger
+from edgebox.session.invite import DEFAULT_TTL_SECONDS
 
 log = get_logger("edgebox.admin")
 
 HERE = Path(__file__).parent
 STATIC_FILES = {"app.css": "text/css", "app.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 PUBLIC_PREFIXES = ("/static/", "/phone/")
+PUBLIC_PATHS = frozenset({"/phone"})  # redirects to /phone/ (phone_web.routes), never to the login
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024
 _SESSION_KEY = web.RequestKey("edgebox_admin_session", Session)
 
 
 @dataclass(frozen=True)
 class AdminConfig:
-    invite_ttl_s: int = 600
+    invite_ttl_s: int = DEFAULT_TTL_SECONDS
     session: SessionPolicy = field(default_factory=SessionPolicy)
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     live_refresh_s: float = 5.0
@@ -288,7 +291,7 @@ class AdminApp:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES):
+        if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
             return await handler(request)
         now = self.clock()
         has_password = await asyncio.to_thread(self.records.has_password)
@@ -540,15 +543,16 @@ class AdminApp:
         invite_id = int(request.match_info["invite_id"])
         state = await self.backend.invite_state(invite_id)
         shown = self._invites.get(invite_id)
-        qr = None
+        qr = payload = None
         if state.status is InviteStatus.pending and shown is not None:
-            qr = segno.make(shown.payload, error="m").svg_data_uri(scale=6, border=4)
+            payload = shown.payload
+            qr = segno.make(payload, error="m").svg_data_uri(scale=6, border=4)
         else:
             self._invites.pop(invite_id, None)
         return self._render(
             request,
             "pair.html",
-            invite={"id": invite_id, "state": state, "qr": qr, "now": self.clock()},
+            invite={"id": invite_id, "state": state, "qr": qr, "payload": payload, "now": self.clock()},
             ttl_min=self.config.invite_ttl_s // 60,
         )
 

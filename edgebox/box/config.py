@@ -66,7 +66,7 @@ class BoxSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     control_socket: str = ""  # default <state_dir>/control.sock
     # Unix uids (besides root and the daemon's own) allowed on the control socket.
     control_uids: list[Annotated[int, msgspec.Meta(ge=0)]] = []
-    invite_ttl_s: Annotated[int, msgspec.Meta(ge=30, le=86_400)] = 300
+    invite_ttl_s: Annotated[int, msgspec.Meta(ge=30, le=86_400)] = 600  # = invite.DEFAULT_TTL_SECONDS
     print_invite: bool = False  # print a pairing QR on stdout at start (development)
     drain_timeout_s: Positive = 20.0  # SIGTERM: in-flight answers get this long, then go to the outbox
 

@@ -30,7 +30,9 @@ from edgebox.session.handshake import SECRET_ID_LEN, SECRET_LEN, pairing_psk
 PREFIX = "EDGEBOX1:"
 BOX_ID_LEN = 8
 _BODY = struct.Struct(f">{BOX_ID_LEN}s32s{SECRET_ID_LEN}s{SECRET_LEN}sI")
-DEFAULT_TTL_SECONDS = 300
+# 10 min: a branch manager shows the code on the admin page, then walks to the phone; single use
+# and 5 failed proofs bound the risk. `[box] invite_ttl_s` and the admin page use the same default.
+DEFAULT_TTL_SECONDS = 600
 DEFAULT_MAX_ATTEMPTS = 5
 
 

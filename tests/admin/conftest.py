@@ -20,12 +20,13 @@ from edgebox.admin.service import AdminService
 from edgebox.box.responder import EchoResponder
 from edgebox.box.server import BoxServer
 from edgebox.box.state import BoxState, init_state
+from edgebox.models.config import default_models_dir
 from edgebox.transport.loopback import LoopbackListener
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "var" / "screenshots" / "admin"
-MODELS = REPO / "var" / "models"
+MODELS = default_models_dir()  # var/models, or EDGEBOX_MODELS_DIR
 PASSWORD = "correct horse battery staple"
 IDLE_S = 600.0
 LOCKOUT_S = 300.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,12 +66,37 @@ async def test_upload_markdown_with_progress_then_search_finds_it(
     await set_up(page, box)
     doc = tmp_path / "handbook.md"
     doc.write_text(HANDBOOK)
+    # The embedder waits for the test once, so the page is seen in the embedding stage however
+    # fast the machine is (no timing involved).
+    embed, gate = box.backend.embed, threading.Event()
+    assert embed is not None
+
+    def gated(texts: list[str]) -> Any:
+        gate.wait(120)
+        return embed(texts)
+
+    box.backend.embed = gated
     await page.goto(box.url + "/documents")
+    stages: list[str] = []
+    await page.expose_function("recordStage", lambda text: stages.append(text))
+    await page.evaluate(
+        """() => { const el = document.getElementById('upload-stage');
+        new MutationObserver(() => window.recordStage(el.textContent)).observe(
+          el, {childList: true, characterData: true, subtree: true}); }"""
+    )
     await page.set_input_files("input[type=file]", str(doc))
     await page.click("#upload button[type=submit]")
     await expect(page.locator("#upload-progress")).to_be_visible()
+    await expect(page.locator("#upload-stage")).to_have_text(
+        re.compile(r"^Embedding passages: 0 of \d+ done…$")
+    )
     await shot(page, "documents-progress", full_page=False)
+    gate.set()
     await page.wait_for_url("**/documents?notice=*", timeout=120_000)
+    embedding = [i for i, t in enumerate(stages) if re.fullmatch(r"Embedding passages: \d+ of \d+ done…", t)]
+    added = [i for i, t in enumerate(stages) if re.fullmatch(r"Added handbook\.md: \d+ passages\.", t)]
+    assert embedding and added and embedding[0] < added[0], stages
+    assert all(not t.startswith(("reading", "chunking", "storing", "queued")) for t in stages), stages
     row = page.locator("#documents-table tbody tr")
     assert await row.count() == 1
     assert "Branch handbook" in await row.inner_text()  # the markdown title

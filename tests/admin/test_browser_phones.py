@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from typing import Any
@@ -17,8 +18,9 @@ from edgebox.session.connection import phone_id
 from edgebox.session.errors import SessionError
 from edgebox.session.invite import PairingInvite
 from edgebox.transport.base import LinkClosed
+from edgebox.transport.websocket import WebSocketListener
 
-from .conftest import Box, set_up, shot
+from .conftest import Box, new_page, set_up, shot
 
 
 async def decode_qr(page: Any) -> str:
@@ -67,6 +69,50 @@ async def test_pair_a_phone_from_the_qr_on_the_page(
     assert "pairing_code_created" in audit
 
 
+async def test_pair_the_web_phone_by_pasting_the_code_shown_as_text(
+    page: Any, browser: Any, box: Box
+) -> None:
+    """The payload under the QR is the QR's own text; Copy puts it on the clipboard; pasted into the
+    web phone (served by this admin server at /phone/), it pairs, and the pair page sees it."""
+    ws = WebSocketListener("127.0.0.1", 0)  # the development link of the web phone, same box server
+    await ws.start()
+    serving = asyncio.create_task(box.server.serve(ws))
+    try:
+        await set_up(page, box)
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=box.url)
+        await page.goto(box.url + "/pair")
+        await page.click("main button:has-text('Show a pairing code')")
+        await page.wait_for_selector("#pair-qr")
+        shown = (await page.inner_text("#pair-payload")).strip()
+        assert shown == await decode_qr(page)
+        await page.click("#copy-payload")
+        await expect(page.locator("#copy-payload")).to_have_text("Copied")
+        pasted = await page.evaluate("navigator.clipboard.readText()")
+        assert pasted == shown
+        assert page.csp_violations == [] and page.js_errors == []
+
+        phone = await new_page(browser, width=390, height=844)
+        try:
+            await phone.goto(f"{box.url}/phone/?ws={ws.url}")
+            await expect(phone.locator("body")).to_have_attribute("data-ready", "1")
+            await expect(phone.locator("#pair-section .hint")).to_contain_text("“Pair a phone”")
+            await phone.fill("#payload", pasted)
+            await phone.click("#pair")
+            await expect(phone.locator("#status")).to_have_text("Connected")
+            pid = await phone.text_content("#phone-id")  # in the closed settings panel
+            await page.wait_for_selector("#paired-name", timeout=30_000)
+            assert await page.inner_text("#paired-name") == f"phone-{pid}"
+            assert await page.locator("#pair-payload").count() == 0  # gone with the QR
+            await page.reload()
+            assert await page.locator("#pair-payload").count() == 0
+        finally:
+            await phone.context.close()
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await ws.close()
+
+
 async def test_pairing_code_expires_on_the_page(page: Any, box: Box) -> None:
     box.service.app.config = type(box.service.app.config)(invite_ttl_s=4)
     await set_up(page, box)
@@ -77,6 +123,7 @@ async def test_pairing_code_expires_on_the_page(page: Any, box: Box) -> None:
         re.compile(r"has expired|is expired"), timeout=30_000
     )
     assert await page.locator("#pair-qr").count() == 0
+    assert await page.locator("#pair-payload").count() == 0
     await page.reload()
     assert "This pairing code is expired" in await page.inner_text("#pair-status")  # the box agrees
 

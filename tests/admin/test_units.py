@@ -270,3 +270,13 @@ def test_bind_fallback_is_a_listening_socket() -> None:
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
     finally:
         s.close()
+
+
+def test_invite_lifetime_defaults_agree() -> None:
+    """One pairing-code lifetime everywhere (docs/admin.md: 10 min): the box daemon's config, the
+    admin page's own default, the protocol default of the registry and CLI."""
+    from edgebox.admin.app import AdminConfig
+    from edgebox.box.config import parse_box_config
+    from edgebox.session.invite import DEFAULT_TTL_SECONDS
+
+    assert parse_box_config({}).box.invite_ttl_s == AdminConfig().invite_ttl_s == DEFAULT_TTL_SECONDS == 600

@@ -1,6 +1,6 @@
 """The box's typed answers to a question, in plain words on the page: quota (with the wait),
-blocked, offline-and-queued, busy (the session goes on after each); and a box that cannot be
-reached."""
+blocked, head office unreachable (a question that may not wait is not queued), busy (the session
+goes on after each); and a box that cannot be reached."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def test_typed_errors_in_plain_words(web: Web, tmp_path: Path) -> None:
         for kind, words in (
             ("quota_exceeded", "used its AI quota for now. Try again in about 10 minute(s)."),
             ("injection_blocked", "The box blocked this question"),
-            ("upstream_unavailable", "your question was queued there"),
+            ("upstream_unavailable", "The box cannot reach head office right now"),
             ("busy", "The box is busy right now"),
         ):
             await web.page.fill("#question", f"{kind} please")

@@ -15,7 +15,7 @@ from playwright.async_api import expect
 
 from edgebox import phone_web
 from tests.admin.conftest import start_box, stop_box
-from tests.phone_web.support import launch
+from tests.phone_web.support import CHROMIUM, launch, serve_static
 
 
 def test_service_worker_caches_the_whole_bundle() -> None:
@@ -39,6 +39,24 @@ async def admin_box(tmp_path: Path) -> AsyncIterator[Any]:
     b = await start_box(tmp_path)
     yield b
     await stop_box(b)
+
+
+async def test_phone_without_slash_redirects_before_the_admin_login(admin_box: Any) -> None:
+    """`/phone` is public like `/phone/`: a phone that types the address without the slash gets the
+    page, not the admin set-up or login page (before and after the admin password exists)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for has_password in (False, True):
+            if has_password:
+                admin_box.service.records.set_password("correct horse battery staple")
+            async with http.get(admin_box.url + "/phone", ssl=False, allow_redirects=False) as r:
+                assert r.status == 308 and r.headers["Location"] == "/phone/"
+            async with http.get(admin_box.url + "/phone", ssl=False) as r:
+                assert r.status == 200 and r.url.path == "/phone/"
+                assert 'id="pair-section"' in await r.text()
+            async with http.get(admin_box.url + "/phonebook", ssl=False, allow_redirects=False) as r:
+                assert r.status == 303  # only the exact path is public
 
 
 async def test_box_serves_the_phone_page_offline_capable(admin_box: Any) -> None:
@@ -95,3 +113,34 @@ async def test_works_offline_after_first_load(web: Any) -> None:
     manifest = await page.evaluate("document.querySelector('link[rel=manifest]').href")
     assert manifest.endswith("/phone/manifest.webmanifest")
     assert web.errors == []
+
+
+async def test_the_page_is_installable(tmp_path: Path) -> None:
+    """Chromium's own installability check (CDP `Page.getInstallabilityErrors`) finds nothing to
+    object to, and the app's identity is the page's own address wherever the bundle is served (a
+    manifest `id` of "./" resolved to the origin's root: every app of that origin would clash)."""
+    from playwright.async_api import async_playwright
+
+    runner, base = await serve_static()
+    pw = await async_playwright().start()
+    try:
+        # A persistent profile: an incognito context is never installable ("in-incognito").
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True
+        )
+        page = await ctx.new_page()
+        await page.goto(base + "/phone/")
+        await expect(page.locator("body")).to_have_attribute("data-ready", "1")
+        await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        cdp = await ctx.new_cdp_session(page)
+        assert (await cdp.send("Page.getInstallabilityErrors"))["installabilityErrors"] == []
+        manifest = await cdp.send("Page.getAppManifest")
+        assert manifest["errors"] == []
+        assert manifest["manifest"]["startUrl"] == base + "/phone/"
+        assert (await cdp.send("Page.getAppId"))["appId"] == base + "/phone/"
+        sizes = {i["sizes"] for i in manifest["manifest"]["icons"] if i["type"] == "image/png"}
+        assert {"192x192", "512x512"} <= sizes
+        await ctx.close()
+    finally:
+        await pw.stop()
+        await runner.cleanup()

@@ -126,3 +126,39 @@ async def test_tampered_records_refused_both_ways(web: Web, box: Box) -> None:
         assert web.errors == []
     finally:
         await proxy.close()
+
+
+_KEY = """async () => { const s = await window.edgeboxPhone.keystore.stored();
+  return {point: Array.from(s.point, (x) => x.toString(16).padStart(2, '0')).join(''),
+          created: s.createdAt, extractable: s.privateKey.extractable,
+          type: s.privateKey.type, usages: s.privateKey.usages}; }"""
+
+
+async def test_reload_reconnects_with_the_key_kept_in_indexeddb(web: Web, box: Box) -> None:
+    """A reloaded page is the same phone: the non-extractable key and the paired box come back from
+    IndexedDB, the box authenticates it as the enrolled phone (no new pairing), and it asks again."""
+    box.server.responder = SlowEcho(pause=0.0)
+    await _open(web, box.url)
+    pid = await _pair(web, box)
+    before = await web.page.evaluate(_KEY)
+    await _ask(web, "before the reload")
+    await expect(web.page.locator("#answer")).to_have_attribute("data-state", "stop")
+
+    await web.page.reload()
+    await expect(web.page.locator("body")).to_have_attribute("data-ready", "1")
+    await expect(web.page.locator("#status")).to_have_text("Paired · not connected")
+    await expect(web.page.locator("#pair-section")).to_be_hidden()
+    assert await web.page.text_content("#phone-id") == pid
+    after = await web.page.evaluate(_KEY)
+    assert after == before and after["extractable"] is False and after["type"] == "private"
+    assert phone_id(bytes.fromhex(after["point"])) == pid
+
+    await _ask(web, "after the reload")
+    await expect(web.page.locator("#status")).to_have_text("Connected")
+    await expect(web.page.locator("#answer")).to_have_attribute("data-state", "stop")
+    assert (await web.page.text_content("#answer") or "").split() == ["after", "the", "reload"]
+    assert box.server.stats.sessions == 2 and box.server.stats.pairings == 1  # connected, not paired
+    assert [s.phone for s in box.server.sessions_for(pid)] == [pid]
+    phones = box.state.store.phones.list_phones(include_revoked=True)
+    assert [p.phone_id for p in phones] == [pid]
+    assert web.errors == []

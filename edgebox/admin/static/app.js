@@ -1,5 +1,6 @@
 // edgebox admin: the only script (served by the box; the CSP allows nothing else). The pages work
-// without it; it adds live status refresh, the pairing countdown, upload progress and confirmations.
+// without it; it adds live status refresh, the pairing countdown, copying the pairing code, upload
+// progress and confirmations.
 "use strict";
 
 function poll(url) {
@@ -28,14 +29,14 @@ function pairing() {
   const skew = Date.now() / 1000 - Number(card.dataset.now);
   const expires = Number(card.dataset.expires);
   const status = document.getElementById("pair-status");
-  const qr = document.getElementById("pair-qr");
+  const code = document.getElementById("pair-code");
   let finished = false;
   const finish = (html, ok) => {
     finished = true;
     status.innerHTML = "";
     status.append(...html);
     status.classList.toggle("ok", ok);
-    if (qr) qr.remove();
+    if (code) code.remove();  // the QR and its text: the code is used up or expired
   };
   const draw = () => {
     if (finished) return;
@@ -71,6 +72,35 @@ function pairing() {
   check();
 }
 
+function copyPayload() {
+  const button = document.getElementById("copy-payload");
+  const payload = document.getElementById("pair-payload");
+  if (!button || !payload) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(payload.textContent.trim());
+      button.textContent = "Copied";
+    } catch (e) {
+      // No clipboard access: select the text so that the user can copy it by hand.
+      const range = document.createRange();
+      range.selectNodeContents(payload);
+      const sel = getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      button.textContent = "Selected: copy it";
+    }
+  });
+}
+
+// The backend's stages (admin/backend.py DocumentProgress) in words; "embedding" counts passages.
+const STAGE_WORDS = {
+  queued: "Waiting to start…",
+  reading: "Reading the file…",
+  chunking: "Splitting it into passages…",
+  storing: "Saving the passages…",
+};
+
 function upload() {
   const form = document.getElementById("upload");
   if (!form) return;
@@ -97,7 +127,9 @@ function upload() {
         if (j.error) { stage.textContent = `Failed: ${j.error}`; return; }
         const frac = j.total ? j.done / j.total : 0;
         bar.value = 50 + Math.round(50 * (j.stage === "done" ? 1 : frac));
-        stage.textContent = j.stage === "embedding" ? `Embedding passage ${j.done} of ${j.total}…` : `${j.stage}…`;
+        stage.textContent = j.stage === "embedding"
+          ? `Embedding passages: ${j.done} of ${j.total} done…`
+          : STAGE_WORDS[j.stage] || "Working…";
         if (j.stage === "done") {
           stage.textContent = `Added ${j.filename}: ${j.document.chunks} passages.`;
           setTimeout(() => location.assign("/documents?notice=" + encodeURIComponent(`Added ${j.filename}.`)), 400);
@@ -118,4 +150,4 @@ function confirmations() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { liveStatus(); pairing(); upload(); confirmations(); });
+document.addEventListener("DOMContentLoaded", () => { liveStatus(); pairing(); copyPayload(); upload(); confirmations(); });

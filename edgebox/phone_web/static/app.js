@@ -8,7 +8,13 @@
  * the first Ask) over the chosen transport: Web Bluetooth in production, the development
  * WebSocket link when chosen in the settings or by `?ws=URL`. It stays open for later questions
  * and is dropped when the box ends it; the next Ask reconnects. Every failure becomes one sentence
- * from `plainWords()` with its stable code in `data-code` (tests read it). `window.edgeboxPhone`
+ * from `plainWords()` with its stable code in `data-code` (tests read it).
+ *
+ * A question asked with "The answer may wait" that the box queues (head office unreachable) is
+ * kept in IndexedDB (lib/waiting.js) and listed under "Questions that waited"; every session is
+ * opened with the ids still queued, so the answer the box delivers later (on the live session or
+ * after the next connection, also after a reload) is stored with its question and shown there.
+ * `window.edgeboxPhone`
  * exposes the state for tests and debugging; it holds no secrets (the key cannot be exported).
  */
 
@@ -17,6 +23,7 @@ import { connect, pair } from "./lib/client.js";
 import { phoneId } from "./lib/connection.js";
 import { decodeInvite } from "./lib/invite.js";
 import { PhoneKeystore } from "./lib/keystore.js";
+import { WaitingQuestions } from "./lib/waiting.js";
 import { scanPairingCode, scanningAvailable } from "./lib/scanner.js";
 import { bluetoothAvailable, openGattLink, requestBox } from "./lib/transport/bluetooth.js";
 import { connectWebSocket } from "./lib/transport/websocket.js";
@@ -45,6 +52,10 @@ const ui = {
   payload: /** @type {HTMLTextAreaElement} */ ($("payload")),
   pair: /** @type {HTMLButtonElement} */ ($("pair")),
   question: /** @type {HTMLTextAreaElement} */ ($("question")),
+  canWait: /** @type {HTMLInputElement} */ ($("can-wait")),
+  waitingSection: $("waiting-section"),
+  waiting: $("waiting"),
+  fetchWaiting: /** @type {HTMLButtonElement} */ ($("fetch-waiting")),
   ask: /** @type {HTMLButtonElement} */ ($("ask")),
   cancel: /** @type {HTMLButtonElement} */ ($("cancel")),
   answer: $("answer"),
@@ -60,6 +71,8 @@ const ui = {
 const app = {
   /** @type {PhoneKeystore | null} */
   keystore: null,
+  /** @type {WaitingQuestions | null} */
+  waiting: null,
   /** @type {import("./lib/keystore.js").PairedBox | null} */
   box: null,
   /** @type {import("./lib/client.js").PhoneSession | null} */
@@ -122,6 +135,72 @@ async function openLink(expectBoxId) {
   return link;
 }
 
+/** Writes to the waiting questions, one after another: a late answer is never stored before its question. */
+let waitingWrites = Promise.resolve();
+
+/**
+ * @template T
+ * @param {() => Promise<T>} write
+ * @returns {Promise<T>}
+ */
+function serialWrite(write) {
+  const run = waitingWrites.then(write);
+  waitingWrites = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  return run;
+}
+
+const QUEUED_WORDS = "Queued — the answer will arrive when the box is back online.";
+
+/** Redraw "Questions that waited" from IndexedDB. */
+async function renderWaiting() {
+  const list = app.waiting && app.box ? await app.waiting.list(app.box.boxId) : [];
+  ui.waiting.replaceChildren(
+    ...list.map((rec) => {
+      const li = document.createElement("li");
+      li.dataset.id = rec.id;
+      li.dataset.state = rec.state;
+      const q = document.createElement("p");
+      q.className = "q";
+      q.textContent = rec.question;
+      const a = document.createElement("p");
+      a.className = "a";
+      if (rec.state === "queued") a.textContent = QUEUED_WORDS;
+      else if (rec.state === "failed") a.textContent = plainWords(new AppError(rec.errorCode ?? "internal", "", rec.id, null));
+      else a.textContent = rec.answer;
+      li.append(q, a);
+      if (rec.state !== "queued") {
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "secondary remove";
+        remove.textContent = "Remove";
+        li.append(remove);
+      }
+      return li;
+    }),
+  );
+  ui.waitingSection.hidden = list.length === 0;
+  ui.fetchWaiting.hidden = !list.some((r) => r.state === "queued") || Boolean(app.session);
+}
+
+/** @param {import("./lib/client.js").LateAnswer} late */
+async function onLateAnswer(late) {
+  try {
+    const waiting = app.waiting;
+    if (waiting) await serialWrite(() => waiting.answered(late));
+  } catch (e) {
+    showError(e);
+  }
+  await renderWaiting();
+}
+
+/** Ids of this box's questions still queued (their answers may come on the next session). */
+async function awaitingIds() {
+  return app.waiting && app.box ? app.waiting.awaitingIds(app.box.boxId) : [];
+}
+
 function renderPaired() {
   ui.boxId.textContent = app.box ? app.box.boxId : "none";
   ui.askSection.hidden = !app.box;
@@ -138,8 +217,11 @@ function adopt(session) {
     if (app.session === session) app.session = null;
     if (err instanceof SessionError && err.remote) showError(err);
     renderPaired();
+    renderWaiting();
   };
+  session.onLateAnswer = (late) => void onLateAnswer(late);
   renderPaired();
+  renderWaiting();
 }
 
 async function onPair() {
@@ -152,7 +234,8 @@ async function onPair() {
     const invite = await decodeInvite(ui.payload.value);
     const link = await openLink(invite.boxIdHex);
     const t0 = performance.now();
-    const session = await pair(link, app.keystore, invite);
+    const awaiting = app.waiting ? await app.waiting.awaitingIds(invite.boxIdHex) : [];
+    const session = await pair(link, app.keystore, invite, { awaiting });
     app.handshakeMs.push(performance.now() - t0);
     app.box = await app.keystore.box(invite.boxIdHex);
     app.mustPairAgain = false;
@@ -173,7 +256,7 @@ async function ensureSession() {
   setStatus("Connecting…");
   const link = await openLink(app.box.boxId);
   const t0 = performance.now();
-  const session = await connect(link, app.keystore, app.box);
+  const session = await connect(link, app.keystore, app.box, { awaiting: await awaitingIds() });
   app.handshakeMs.push(performance.now() - t0);
   adopt(session);
   return session;
@@ -189,13 +272,20 @@ async function onAsk() {
   ui.answer.dataset.state = "asking";
   try {
     const session = await ensureSession();
-    const q = await session.ask(text);
+    const q = await session.ask(text, { canWait: ui.canWait.checked });
     app.question = q;
     ui.cancel.disabled = false;
     ui.answer.dataset.state = "streaming";
     for await (const delta of q) ui.answer.textContent += delta;
     const done = q.done;
-    if (done) {
+    if (done && done.finish_reason === "queued") {
+      ui.answerMeta.textContent = QUEUED_WORDS;
+      ui.answer.dataset.state = "queued";
+      const waiting = app.waiting;
+      const boxId = app.box?.boxId;
+      if (waiting && boxId) await serialWrite(() => waiting.queued(q.id, boxId, text));
+      await renderWaiting();
+    } else if (done) {
       const how = done.finish_reason === "cancelled" ? "stopped" : done.finish_reason === "length" ? "cut at the length limit" : "finished";
       ui.answerMeta.textContent = `Answer ${how} · from ${done.source} · ${done.usage.total_tokens} tokens`;
       ui.answer.dataset.state = done.finish_reason;
@@ -246,6 +336,25 @@ async function onScan() {
   }
 }
 
+async function onFetchWaiting() {
+  clearError();
+  try {
+    await ensureSession();
+  } catch (e) {
+    showError(e);
+    renderPaired();
+  }
+}
+
+/** @param {Event} ev */
+async function onWaitingClick(ev) {
+  const target = /** @type {HTMLElement} */ (ev.target);
+  const li = target.closest("li");
+  if (!target.classList.contains("remove") || !li?.dataset.id || !app.waiting) return;
+  await app.waiting.remove(li.dataset.id);
+  await renderWaiting();
+}
+
 async function onDisconnect() {
   const s = app.session;
   app.session = null;
@@ -259,6 +368,7 @@ async function onForget() {
   await app.keystore.forgetBox(app.box.boxId);
   app.box = null;
   renderPaired();
+  await renderWaiting();
 }
 
 async function main() {
@@ -279,6 +389,8 @@ async function main() {
   ui.scanStop.addEventListener("click", () => scanning?.abort());
   ui.disconnect.addEventListener("click", onDisconnect);
   ui.forget.addEventListener("click", onForget);
+  ui.fetchWaiting.addEventListener("click", onFetchWaiting);
+  ui.waiting.addEventListener("click", onWaitingClick);
   if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
     ui.insecure.hidden = false;
     setStatus("Needs HTTPS", "bad");
@@ -298,6 +410,7 @@ async function main() {
   }
   try {
     app.keystore = await PhoneKeystore.open();
+    app.waiting = new WaitingQuestions(app.keystore.db);
     const stored = await app.keystore.stored();
     ui.phoneId.textContent = await phoneId(stored.point);
     const boxes = await app.keystore.boxes();
@@ -306,6 +419,7 @@ async function main() {
     showError(e);
   }
   renderPaired();
+  await renderWaiting();
   document.body.dataset.ready = "1";
 }
 

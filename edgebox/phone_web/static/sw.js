@@ -13,7 +13,7 @@
 /** @type {ServiceWorkerGlobalScope} */
 const sw = /** @type {any} */ (self);
 
-const CACHE = "edgebox-phone-v1";
+const CACHE = "edgebox-phone-v2";
 const FILES = [
   "./",
   "index.html",
@@ -36,6 +36,7 @@ const FILES = [
   "lib/messages.js",
   "lib/records.js",
   "lib/scanner.js",
+  "lib/waiting.js",
   "lib/transport/bluetooth.js",
   "lib/transport/link.js",
   "lib/transport/websocket.js",

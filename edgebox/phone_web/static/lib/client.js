@@ -30,6 +30,11 @@ export function now() {
 
 let nextId = 1;
 
+/** 8 hex digits from the CSPRNG. */
+function randomTag() {
+  return toHex(crypto.getRandomValues(new Uint8Array(4)));
+}
+
 /**
  * Capabilities exchange, then the handshake; the exchanged capabilities open its transcript.
  * @param {import("./transport/link.js").DatagramLink} link
@@ -83,7 +88,7 @@ async function handshake(link, makeConn, opts) {
  * @param {import("./transport/link.js").DatagramLink} link
  * @param {import("./keystore.js").PhoneKeystore} keystore
  * @param {import("./invite.js").PairingInvite} invite
- * @param {{window?: number, timeoutMs?: number}} [opts]
+ * @param {{window?: number, timeoutMs?: number, awaiting?: Iterable<string>}} [opts]
  */
 export async function pair(link, keystore, invite, opts = {}) {
   if (inviteExpired(invite, Date.now() / 1000)) {
@@ -97,7 +102,7 @@ export async function pair(link, keystore, invite, opts = {}) {
     opts,
   );
   await keystore.rememberBox({ boxId: invite.boxIdHex, keyHash: toHex(invite.boxKeyHash), pairedAt: Math.floor(Date.now() / 1000) });
-  return new PhoneSession(channel, conn);
+  return new PhoneSession(channel, conn, opts.awaiting);
 }
 
 /**
@@ -105,12 +110,13 @@ export async function pair(link, keystore, invite, opts = {}) {
  * @param {import("./transport/link.js").DatagramLink} link
  * @param {import("./keystore.js").PhoneKeystore} keystore
  * @param {import("./keystore.js").PairedBox} box
- * @param {{window?: number, timeoutMs?: number}} [opts]
+ * @param {{window?: number, timeoutMs?: number, awaiting?: Iterable<string>}} [opts] awaiting: ids
+ *   of questions the box queued earlier, whose answers it may deliver on this session
  */
 export async function connect(link, keystore, box, opts = {}) {
   const identity = await keystore.identity();
   const [channel, conn] = await handshake(link, (capabilities) => new PhoneConnection(identity, fromHex(box.keyHash), { capabilities }), opts);
-  return new PhoneSession(channel, conn);
+  return new PhoneSession(channel, conn, opts.awaiting);
 }
 
 /** One question and its streamed answer. */
@@ -152,6 +158,7 @@ export class Question {
       this._expectedSeq += 1;
       this._push(msg.delta);
     } else if (msg.type === "done") {
+      if (msg.finish_reason === "queued") this.session.awaiting.add(this.id);
       this._push(msg);
     } else if (msg.type === "error") {
       this._push(new AppError(msg.code, msg.message, msg.id, msg.retry_after_s));
@@ -198,14 +205,29 @@ export class Question {
   }
 }
 
+/**
+ * The answer to a question the box queued, delivered later: its text, then the final `done`, or
+ * the box's `error` if head office refused it.
+ * @typedef {{requestId: string, text: string, done: import("./messages.js").Done | null, error: AppError | SessionError | null}} LateAnswer
+ */
+
 export class PhoneSession {
   /**
    * @param {FramedChannel} channel
    * @param {PhoneConnection} conn
+   * @param {Iterable<string>} [awaiting] ids of queued questions whose answers may arrive here
    */
-  constructor(channel, conn) {
+  constructor(channel, conn, awaiting = []) {
     this.channel = channel;
     this.conn = conn;
+    /** Ids of queued questions whose answers the box may deliver. @type {Set<string>} */
+    this.awaiting = new Set(awaiting);
+    /** Late answers being assembled, by id. @type {Map<string, {text: string, seq: number}>} */
+    this._late = new Map();
+    /** Late answers complete before a handler was set. @type {LateAnswer[]} */
+    this._lateReady = [];
+    /** @type {((answer: LateAnswer) => void) | null} */
+    this._onLateAnswer = null;
     /** @type {Map<string, Question>} */
     this._routes = new Map();
     /** @type {Map<number, (e?: Error) => void>} */
@@ -238,6 +260,47 @@ export class PhoneSession {
       this._sendChain = run.catch((e) => this.channel._fail(e instanceof Error ? e : new LinkClosed("timer failed")));
       this._sendChain.then(() => this._arm());
     }, ms);
+  }
+
+  /** Called with each late answer to a queued question (also those that arrived before it was set). */
+  get onLateAnswer() {
+    return this._onLateAnswer;
+  }
+
+  set onLateAnswer(handler) {
+    this._onLateAnswer = handler;
+    if (!handler) return;
+    for (const answer of this._lateReady.splice(0)) handler(answer);
+  }
+
+  /**
+   * One unsolicited message for an awaited id: a piece of a late answer.
+   * @param {import("./messages.js").Chunk | import("./messages.js").Done | import("./messages.js").AppErrorMessage} msg
+   * @param {string} id
+   */
+  _deliverLate(msg, id) {
+    const part = this._late.get(id) ?? { text: "", seq: 0 };
+    this._late.set(id, part);
+    if (msg.type === "chunk") {
+      if (msg.seq === part.seq) {
+        part.seq += 1;
+        part.text += msg.delta;
+        return;
+      }
+      this._finishLate({ requestId: id, text: part.text, done: null, error: new SessionError("unexpected_message", "chunk out of order") });
+    } else if (msg.type === "done") {
+      this._finishLate({ requestId: id, text: part.text, done: msg, error: null });
+    } else {
+      this._finishLate({ requestId: id, text: part.text, done: null, error: new AppError(msg.code, msg.message, id, msg.retry_after_s) });
+    }
+  }
+
+  /** @param {LateAnswer} answer */
+  _finishLate(answer) {
+    this._late.delete(answer.requestId);
+    this.awaiting.delete(answer.requestId);
+    if (this._onLateAnswer) this._onLateAnswer(answer);
+    else this._lateReady.push(answer);
   }
 
   get sessionId() {
@@ -286,6 +349,7 @@ export class PhoneSession {
     }
     const q = msg.id ? this._routes.get(msg.id) : undefined;
     if (q) q._deliver(msg);
+    else if (msg.id && this.awaiting.has(msg.id)) this._deliverLate(msg, msg.id);
   }
 
   /**
@@ -306,11 +370,13 @@ export class PhoneSession {
   /**
    * Ask a question; iterate the result for the streamed answer.
    * @param {string} text
-   * @param {{requestId?: string, maxTokens?: number, trace?: string}} [opts]
+   * @param {{requestId?: string, maxTokens?: number, trace?: string, canWait?: boolean}} [opts]
+   *   canWait: the box may queue it while head office is unreachable (finish_reason "queued")
    */
   async ask(text, opts = {}) {
     if (this.error) throw this.error;
-    const id = opts.requestId ?? `w${Date.now().toString(36)}-${nextId++}`;
+    // Random suffix: an answer the box queued for an earlier page load must never meet a new question.
+    const id = opts.requestId ?? `w${Date.now().toString(36)}-${nextId++}-${randomTag()}`;
     const payload = encodePrompt(id, text, opts);
     const q = new Question(this, id);
     this._routes.set(id, q);

@@ -130,7 +130,7 @@ const WORDS = {
   quota_exceeded: "This branch has used its AI quota for now.",
   injection_blocked: "The box blocked this question: it looks like an attempt to manipulate the assistant.",
   upstream_unavailable:
-    "The box is offline from head office right now; your question was queued there. Try again in a while.",
+    "The box cannot reach head office right now, and the branch documents do not answer this. Try again later, or tick “The answer may wait” so the box keeps the question and sends the answer when it is back online.",
   upstream_error: "Head office's AI service failed to answer. Try again.",
   busy: "The box is busy right now (your other questions, or other phones connecting). Try again in a moment.",
   too_large: "That question is too long to send.",

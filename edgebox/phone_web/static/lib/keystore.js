@@ -7,13 +7,15 @@
  * private scalar never exists in JavaScript: it cannot be exported, logged or sent, only used to
  * sign, the way a secure enclave keeps a key. Its public point is kept beside it. A paired box is
  * remembered by box id with the pinned hash of its key; the handshake refuses any box whose key
- * does not match. The store is per origin: a page served from another origin is another phone.
+ * does not match. The same database holds the questions the box queued (lib/waiting.js). The
+ * store is per origin: a page served from another origin is another phone.
  */
 
 import { exportPoint, webCryptoIdentity } from "./crypto.js";
 import { PhoneError } from "./errors.js";
 
-const DB_VERSION = 1;
+// 1: identity + boxes; 2: + questions (lib/waiting.js, the store-and-forward conversation).
+const DB_VERSION = 2;
 
 /** @typedef {{boxId: string, keyHash: string, pairedAt: number, label?: string}} PairedBox */
 /** @typedef {{privateKey: CryptoKey, point: Uint8Array, createdAt: number}} StoredIdentity */
@@ -55,6 +57,7 @@ export class PhoneKeystore {
       const db = req.result;
       if (!db.objectStoreNames.contains("identity")) db.createObjectStore("identity");
       if (!db.objectStoreNames.contains("boxes")) db.createObjectStore("boxes", { keyPath: "boxId" });
+      if (!db.objectStoreNames.contains("questions")) db.createObjectStore("questions", { keyPath: "id" });
     };
     return new PhoneKeystore(await done(req));
   }

@@ -30,7 +30,7 @@ export class MessageError extends EdgeboxError {
 /**
  * @typedef {{type: "chunk", id: string, seq: number, delta: string}} Chunk
  * @typedef {{prompt_tokens: number, completion_tokens: number, total_tokens: number}} Usage
- * @typedef {{type: "done", id: string, finish_reason: "stop" | "length" | "cancelled",
+ * @typedef {{type: "done", id: string, finish_reason: "stop" | "length" | "cancelled" | "queued",
  *            source: "echo" | "cache" | "local" | "gateway", usage: Usage, trace: string | null}} Done
  * @typedef {{type: "error", code: string, message: string, id: string | null, retry_after_s: number | null}} AppErrorMessage
  * @typedef {{type: "pong", nonce: number}} Pong
@@ -50,7 +50,9 @@ function encode(obj) {
 /**
  * @param {string} id
  * @param {string} text the user's question
- * @param {{maxTokens?: number, trace?: string | null}} [opts]
+ * @param {{maxTokens?: number, trace?: string | null, canWait?: boolean}} [opts] canWait: the
+ *   phone can wait for this answer (`options.can_wait`): with the head-office link down the box
+ *   queues it and answers `done` with finish_reason "queued"; the answer is delivered later.
  */
 export function encodePrompt(id, text, opts = {}) {
   if (!ID_RE.test(id)) throw new MessageError("request id must be 1-64 of [A-Za-z0-9_.:-]");
@@ -60,7 +62,11 @@ export function encodePrompt(id, text, opts = {}) {
   /** @type {Record<string, unknown>} */
   const msg = { type: "prompt", v: APP_VERSION, id, messages: [{ role: "user", content: text }] };
   if (opts.trace) msg.trace = opts.trace;
-  if (opts.maxTokens) msg.options = { max_tokens: opts.maxTokens };
+  /** @type {Record<string, unknown>} */
+  const options = {};
+  if (opts.maxTokens) options.max_tokens = opts.maxTokens;
+  if (opts.canWait) options.can_wait = true;
+  if (Object.keys(options).length) msg.options = options;
   return encode(msg);
 }
 
@@ -159,7 +165,7 @@ export function decodeBoxMessage(data) {
       return {
         type: "done",
         id: reqId(o.id, "$.id"),
-        finish_reason: oneOf(o.finish_reason ?? "stop", /** @type {const} */ (["stop", "length", "cancelled"]), "$.finish_reason"),
+        finish_reason: oneOf(o.finish_reason ?? "stop", /** @type {const} */ (["stop", "length", "cancelled", "queued"]), "$.finish_reason"),
         source: oneOf(o.source ?? "gateway", /** @type {const} */ (["echo", "cache", "local", "gateway"]), "$.source"),
         usage: {
           prompt_tokens: int(u.prompt_tokens ?? 0, "$.usage.prompt_tokens"),
