@@ -76,6 +76,7 @@ except Exception as e:
     print("error:" + type(e).__name__)
 PY
 )"
+if [ -x /mnt/phone.sh ]; then /mnt/phone.sh "$BOOT" "$OUT"; fi
 if [ -x /mnt/ble.sh ]; then /mnt/ble.sh "$BOOT" "$OUT"; fi
 journalctl -b -o short-monotonic --no-pager >/mnt/journal-$BOOT.txt 2>&1
 say done yes

@@ -27,6 +27,7 @@ WORK = REPO / "var" / "image" / "boot-test"
 BOOT = REPO / "var" / "image" / "boot"
 PROBE = Path(__file__).with_name("probe.sh")
 BLE = Path(__file__).with_name("ble.sh")
+PHONE = Path(__file__).with_name("phone.sh")
 BOOT_TIMEOUT_S = int(os.environ.get("EDGEBOX_BOOT_TIMEOUT", "900"))
 TOOLS = REPO / "var" / "image" / "cache" / "test-tools"
 MIRROR = "http://deb.debian.org/debian"
@@ -157,11 +158,12 @@ def boots(image: Path) -> tuple[dict[str, str], dict[str, str]]:
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.resolve()), str(overlay)],
         check=True,
     )
-    tools = {"ble.sh": BLE, "btvirt": btvirt()}
+    tools = {"phone.sh": PHONE, "ble.sh": BLE, "btvirt": btvirt()}
     first = boot(1, overlay, tools)
-    keystore = WORK / "probe-out-1" / "phone-keystore.json"
-    if keystore.exists():  # boot 2 asks with the phone paired in boot 1
-        tools["phone-keystore.json"] = keystore
+    for name in ("phone-keystore.json", "phone-socket-keystore.json"):
+        keystore = WORK / "probe-out-1" / name
+        if keystore.exists():  # boot 2 asks with the phones paired in boot 1
+            tools[name] = keystore
     second = boot(2, overlay, tools, machine_id=first.get("cmdline_machine_id", ""))
     return first, second
 
@@ -223,6 +225,27 @@ def test_second_boot_keeps_identity_and_secrets(boots: tuple[dict[str, str], dic
         "identity_key_hash",
     ):
         assert first[key] == second[key], key
+
+
+def test_console_commands_and_a_paired_phone_survive_the_reboot(
+    boots: tuple[dict[str, str], dict[str, str]],
+) -> None:
+    """The operator's console on the booted card (`edgebox` on PATH, the installed config, the
+    daemon's control socket), and a phone paired in boot 1 (over a test-only Unix socket: no
+    Bluetooth controller in this guest) still paired and answered in boot 2."""
+    first, second = boots
+    for n, state in enumerate(boots, 1):
+        assert state["console_path"] == "/usr/local/bin/edgebox", (n, state)
+        assert state["console_status_rc"] == "0", (n, WORK / f"probe-out-{n}" / f"phone-{n}.err")
+    err = WORK / "probe-out-1" / "phone-1.err"
+    assert first["socket_invite"] == "yes" and first["socket_pair_rc"] == "0", err
+    phones = [p for p in first["socket_phones"].split(",") if p]
+    assert len(phones) == 1 and phones[0].endswith(":enrolled"), first["socket_phones"]
+    assert first["socket_ask_rc"] == "0" and int(first["socket_answer_bytes"]) > 0
+    assert second["socket_phones"] == first["socket_phones"], "the paired phone did not survive the reboot"
+    assert second["socket_ask_rc"] == "0" and int(second["socket_answer_bytes"]) > 0, (
+        WORK / "probe-out-2/phone-2.err"
+    )
 
 
 def test_phone_pairs_and_asks_over_the_guest_kernel_bluetooth_stack(
