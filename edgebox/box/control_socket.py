@@ -169,9 +169,14 @@ class ControlServer:
         loop = asyncio.get_running_loop()
         with tempfile.TemporaryDirectory(prefix="edgebox-docs-") as tmp:
             paths = []
-            for f in files:
-                name = Path(str(f["name"])).name or "document"
-                p = Path(tmp) / name
+            for i, f in enumerate(files):
+                name = Path(str(f["name"])).name
+                if name in ("", ".", ".."):
+                    name = "document"
+                # One folder per file: two files of the same name (from different folders) must
+                # not overwrite each other before they are read.
+                p = Path(tmp) / str(i) / name
+                p.parent.mkdir()
                 p.write_bytes(base64.b64decode(f["data"], validate=True))
                 paths.append((p, str(f.get("source") or name)))
             updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class BoxDaemon:
         notifier: Notifier | None = None,
         models: Any = None,
         dev: bool | None = None,
+        store_clock: Callable[[], float] | None = None,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -66,6 +67,7 @@ class BoxDaemon:
         self.dev = cfg.box.dev_key_files if dev is None else dev
         self._extra_listeners = list(listeners)
         self._models_override = models
+        self._store_clock = store_clock  # the store's wall clock (expiries); tests simulate it
         self.transports: dict[str, str] = {}
         self.control = BoxControl(self)
         self.started_monotonic = time.monotonic()
@@ -133,6 +135,7 @@ class BoxDaemon:
             cfg.state_dir,
             dev=self.dev,
             create=self.dev or not (cfg.state_dir / "box.db").exists(),
+            clock=self._store_clock or time.time,
         )
         self.state.store.prompt_log.policy = PromptLogPolicy(
             keep_text=cfg.pipeline.log_text, retention_s=cfg.pipeline.log_retention_days * DAY

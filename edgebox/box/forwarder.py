@@ -10,7 +10,10 @@ outcome (contract 6), so delivery is at-least-once from the box and exactly-once
   in one transaction (`ack_with_answer`). A failure that a retry can cure (`upstream_unavailable`,
   timeouts) returns the entry with exponential backoff + jitter and holds back everything behind it;
   a refusal that no retry can cure (blocked, too large) is answered to the phone as that error.
-  Entries expire after `[outbox] ttl_s`; `max_attempts` failures make an entry dead.
+  Entries expire after `[outbox] ttl_s`; `max_attempts` failures make an entry dead. Either way the
+  request is never sent, and its phone is told: whenever the loop is idle it records, for each
+  expired/dead entry without an answer, an `upstream_unavailable` error saying why
+  (`settle_failed`), and delivers it like any answer.
 - `CircuitBreaker` (sans-I/O): after `breaker_failures` consecutive failures the uplink is *open*
   for `breaker_open_s`: live requests go straight to local answers / the queue without waiting for a
   timeout; then one probe (*half-open*) decides. Any success closes it.
@@ -121,6 +124,7 @@ class Outcome:
     text: str
     done: app.Done | None = None
     error: app.Error | None = None
+    decision: str | None = None  # the prompt-log decision, when not derived from done/error
 
 
 Sender = Callable[[app.Prompt, RequestContext, str], Any]  # -> async iterator of str | Done
@@ -226,6 +230,13 @@ class Forwarder:
                     # Nothing due: a half-open probe slot we took is handed back.
                     self.breaker._probing = False
             if not sent:
+                if not self.paused:
+                    try:
+                        await self.settle_failed()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # the next idle turn tries again
+                        log.error("outbox_settle_failed", error=type(exc).__name__)
                 wait = self.cfg.poll_s
                 if self.breaker.state(self.clock()) is BreakerState.open:
                     wait = max(0.05, min(wait, self.breaker.retry_in(self.clock())))
@@ -291,6 +302,46 @@ class Forwarder:
         if self.on_answer is not None:
             with contextlib.suppress(Exception):
                 await self.on_answer(req.phone_id, req.prompt.trace or "", outcome)
+
+    async def settle_failed(self) -> int:
+        """Tell the phones whose queued requests expired or were given up (dead): an error answer
+        is stored for each and delivered. Returns how many were settled."""
+        outbox = self.worker.store.outbox
+        settled = 0
+        for entry in await self.worker.call(outbox.failed_unanswered):
+            try:
+                req = _payload_decoder.decode(entry.payload)
+            except msgspec.DecodeError:
+                # No phone to tell: recorded with no phone, so it is not listed again.
+                await self.worker.call(
+                    outbox.answer_failed, entry.entry_id, phone_id="", request_id="", done_json="{}"
+                )
+                continue
+            if entry.state == "expired":
+                message = "this request expired in the box's queue before the AI service could be reached"
+            else:
+                message = "this request could not be delivered: the box gave up after repeated failures"
+            error = app.Error(code=app.ErrorKind.upstream_unavailable, message=message, id=req.request_id)
+            stored = await self.worker.call(
+                outbox.answer_failed,
+                entry.entry_id,
+                phone_id=req.phone_id,
+                request_id=req.request_id,
+                done_json=app.encode(error).decode(),
+            )
+            if not stored:
+                continue
+            settled += 1
+            log.info("outbox_request_" + entry.state, entry=entry.entry_id, phone=req.phone_id)
+            if self.on_answer is not None:
+                with contextlib.suppress(Exception):
+                    await self.on_answer(
+                        req.phone_id,
+                        req.prompt.trace or "",
+                        Outcome("", error=error, decision=f"outbox_{entry.state}"),
+                    )
+            await self.deliver_waiting(req.phone_id)
+        return settled
 
     async def release(self, entry: OutboxEntry, code: str) -> None:
         with contextlib.suppress(Exception):

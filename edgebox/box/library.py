@@ -2,17 +2,19 @@
 
 Theory of operation: `extract_text` reads a file (UTF-8 text / Markdown as is; PDF page by page
 with pypdf, the maintained pure-Python PDF library), `chunk_text` cuts it into overlapping passages
-on paragraph and sentence boundaries, `DocumentLibrary.add_files` embeds the passages in batches
-(reporting progress after each batch) and stores the document and all its chunks in one transaction
-of the encrypted store, whose in-memory vector index follows the committed rows. `search` is an exact
-cosine top-k over those chunks; `local_answer` turns the best passages into an answer that says
-plainly that it is local (from the branch documents, not the AI service) and cites each passage as
-[n] title, source and passage number. Document text reaches an upstream model only fenced
+on paragraph and sentence boundaries. `DocumentLibrary.add_files` first reads and cuts every file
+(so one bad file fails the whole call before anything is stored), then embeds each file's passages
+in batches (reporting progress after each batch) and stores the document and all its chunks in one
+transaction of the encrypted store, whose in-memory vector index follows the committed rows.
+`search` is an exact cosine top-k over those chunks; `local_answer` turns the best passages into an
+answer that says plainly that it is local (from the branch documents, not the AI service) and cites
+each passage as [n] title, source and passage number. Document text reaches an upstream model only fenced
 (edgebox.pipeline.context), never here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -151,25 +153,46 @@ class DocumentLibrary:
             raise DocumentError(
                 "documents need the local models: run `make models`", code="models_unavailable"
             )
+        # Every file is read and cut first: one unsupported or unreadable file fails the whole call
+        # before anything is embedded or stored (no half-added batch).
+        prepared = [await asyncio.to_thread(self._prepare, path) for path in paths]
         out = []
-        for i, path in enumerate(paths):
+        for i, (path, (title, text, chunks)) in enumerate(zip(paths, prepared, strict=True)):
             source = sources[i] if sources is not None else str(path.resolve())
-            out.append(await self.worker.call(self._add_one, path, source, progress, replace))
+            out.append(
+                await self.worker.call(
+                    self._add_one, path.name, source, title, text, chunks, progress, replace
+                )
+            )
         return out
 
-    def _add_one(self, path: Path, source: str, progress: Progress | None, replace: bool) -> Document:
+    def _prepare(self, path: Path) -> tuple[str, str, list[str]]:
         title, text = extract_text(path, max_bytes=self.cfg.max_file_bytes)
         chunks = chunk_text(text, size=self.cfg.chunk_chars, overlap=self.cfg.chunk_overlap_chars)
+        if not chunks:
+            raise DocumentError(f"{path.name} contains no text")
+        return title, text, chunks
+
+    def _add_one(
+        self,
+        name: str,
+        source: str,
+        title: str,
+        text: str,
+        chunks: list[str],
+        progress: Progress | None,
+        replace: bool,
+    ) -> Document:
         total = len(chunks)
         if progress is not None:
-            progress(path.name, 0, total)
+            progress(name, 0, total)
         inputs: list[ChunkInput] = []
         for start in range(0, total, EMBED_BATCH):
             batch = chunks[start : start + EMBED_BATCH]
             vectors = self.models.embed_passages(batch)
             inputs.extend(ChunkInput(t, v) for t, v in zip(batch, vectors, strict=True))
             if progress is not None:
-                progress(path.name, len(inputs), total)
+                progress(name, len(inputs), total)
         digest = hashlib.sha256(text.encode()).digest()
         store = self.worker.store
         return store.documents.add_document(

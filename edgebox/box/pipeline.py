@@ -338,7 +338,15 @@ class BoxPipeline:
                 return
         if entry.state in ("dead", "expired"):
             req.decision = f"outbox_{entry.state}"
-            raise _error(app.ErrorKind.upstream_unavailable, "this request could not be delivered in time")
+            outbox = self.worker.store.outbox
+            stored = await self.worker.call(outbox.answer_for, entry.entry_id)
+            if stored is not None:  # the phone is hearing it now: not delivered again later
+                await self.worker.call(outbox.mark_delivered, entry.entry_id)
+            why = "expired in the box's queue" if entry.state == "expired" else "was given up by the box"
+            raise _error(
+                app.ErrorKind.upstream_unavailable,
+                f"this request {why} before the AI service could be reached",
+            )
         claimed = None
         if empty and self._uplink_allowed():
             claimed = await self.worker.call(
@@ -472,7 +480,9 @@ class BoxPipeline:
     async def _log_forwarded(self, phone: str, trace: str, outcome: Outcome) -> None:
         tp = tracing.parse(trace) or tracing.new()
         span = tp.child()
-        decision = "delivered_later" if outcome.error is None else f"queued_{outcome.error.code.value}"
+        decision = outcome.decision or (
+            "delivered_later" if outcome.error is None else f"queued_{outcome.error.code.value}"
+        )
         await self.worker.call(
             self.worker.store.prompt_log.record,
             f"{span.trace_id}-{span.parent_id}",

@@ -25,6 +25,8 @@ The rules, in order, for each secret:
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,8 +157,10 @@ def open_state(
     dev: bool = True,
     create: bool = False,
     credentials: Path | str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> BoxState:
-    """Open the state directory (creating what is missing only with `create=True`, see the rules)."""
+    """Open the state directory (creating what is missing only with `create=True`, see the rules);
+    `clock` is the store's wall clock (expiries and TTLs)."""
     creds = credentials_directory(credentials)
     if creds is not None and creds.is_dir():
         # Running with a credentials directory (a systemd unit): key files are never read or made,
@@ -167,7 +171,7 @@ def open_state(
     identity, source = load_identity(root, dev=dev, create=create, creds=creds)
     key = load_db_key(root, dev=dev, create=create, creds=creds)
     db = root / "box.db"
-    store = Store.open(db, key, create=create and not db.exists())
+    store = Store.open(db, key, create=create and not db.exists(), clock=clock)
     return BoxState(root, identity, store, identity_source=source)
 
 

@@ -9,6 +9,11 @@ the request it belongs to by id. `ask()` sends a `prompt` and yields the
 streamed text; the final `done` is available as `Answer.done`. Box-side `error`s raise `AppError`
 with the typed code; protocol failures and refusals raise `RemoteProtocolError`; link loss raises
 `LinkClosed`. All limits come from one `SessionConfig`.
+Answers to requests the box queued (finish_reason "queued") arrive later as unsolicited `chunk`s and
+a `done` with the original id, or as an `error` with that id (the request expired in the box's
+queue, or the gateway refused it); each is put on `PhoneSession.deliveries` as one `Answer`. An
+unsolicited `error` counts as such an answer only for an id this session saw queued (or listed in
+`awaiting`, e.g. ids a phone kept from an earlier session), as the web phone does.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class Answer:
     request_id: str
     chunks: list[str] = field(default_factory=list)
     done: app.Done | None = None
+    error: app.Error | None = None  # a queued request that ended in an error (delivered later)
 
     @property
     def text(self) -> str:
@@ -141,6 +147,8 @@ class PhoneSession:
         # Answers to earlier requests the box queued (finish_reason "queued"), delivered later.
         self.deliveries: asyncio.Queue[Answer] = asyncio.Queue()
         self._late: dict[str, Answer] = {}
+        # Ids the box queued: an unsolicited `error` with one of these ids is a late answer.
+        self.awaiting: set[str] = set()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="phone-dispatch")
 
     @property
@@ -184,7 +192,15 @@ class PhoneSession:
                 late.chunks.append(msg.delta)
             else:
                 late.done = msg
+                self.awaiting.discard(rid)
                 self.deliveries.put_nowait(self._late.pop(rid))
+            return
+        awaited = isinstance(rid, str) and (rid in self.awaiting or rid in self._late)
+        if queue is None and isinstance(msg, app.Error) and isinstance(rid, str) and awaited:
+            late = self._late.pop(rid) if rid in self._late else Answer(request_id=rid)
+            late.error = msg
+            self.awaiting.discard(rid)
+            self.deliveries.put_nowait(late)
             return
         if queue is None:
             queue = self._routes.get("")  # errors about messages no request owns
@@ -232,6 +248,8 @@ class PhoneSession:
                     expected += 1
                     yield item.delta
                 elif isinstance(item, app.Done):
+                    if item.finish_reason == "queued":
+                        self.awaiting.add(rid)
                     yield item
                     return
                 elif isinstance(item, app.Error):

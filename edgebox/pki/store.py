@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,7 +69,10 @@ CREATE TABLE IF NOT EXISTS enrol (digest TEXT PRIMARY KEY, box_id TEXT NOT NULL,
 
 
 class SqliteCertStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        """`clock` is the wall clock for revocation times and enrolment-token expiry (tests pass a
+        simulated one; every process sharing the file must agree on the time)."""
+        self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -87,7 +91,7 @@ class SqliteCertStore:
     def _revoke(self, subject: str, reason: str) -> None:
         self._db.execute(
             "INSERT INTO revoked (subject, reason, at) VALUES (?, ?, ?) ON CONFLICT(subject) DO NOTHING",
-            (subject, reason[:200], time.time()),
+            (subject, reason[:200], self._clock()),
         )
 
     async def revoke_box(self, box_id: str, reason: str) -> None:
@@ -114,7 +118,7 @@ class SqliteCertStore:
         return [Revocation(s, r, a) for s, r, a in rows]
 
     async def add_enrol_token(self, digest: str, box_id: str, ttl_s: float) -> None:
-        now = time.time()
+        now = self._clock()
         self._db.execute("DELETE FROM enrol WHERE expires <= ?", (now,))
         self._db.execute(
             "INSERT INTO enrol (digest, box_id, expires) VALUES (?, ?, ?)", (digest, box_id, now + ttl_s)
@@ -124,7 +128,7 @@ class SqliteCertStore:
         row = self._db.execute(
             "DELETE FROM enrol WHERE digest = ? RETURNING box_id, expires", (digest,)
         ).fetchone()
-        if row is None or row[1] <= time.time():
+        if row is None or row[1] <= self._clock():
             return None
         return str(row[0])
 

@@ -21,6 +21,9 @@ opaque payload, a state and a retry schedule:
   after `recover()` (called at start-up, when no other process can hold claims).
 * `ack` marks done (idempotent). `fail` schedules a retry with exponential backoff
   (base * 2^(attempts-1), capped, with optional jitter) or marks the entry dead at `max_attempts`.
+* An entry that ends without an answer (expired or dead) is listed by `failed_unanswered` until
+  `answer_failed` records the error its sender should get (the box tells the phone, which would
+  otherwise wait for an answer that never comes).
 * Delivery is therefore at-least-once; the idempotency key makes it effectively once at the cloud.
   Done/dead/expired entries are kept (so a late duplicate enqueue is still recognised) until `purge`
   removes those finished longer ago than the retention.
@@ -271,6 +274,36 @@ class OutboxRepository:
                 ),
             )
         return _row(row)
+
+    def failed_unanswered(self, limit: int = 32) -> list[OutboxEntry]:
+        """Expire what is due, then list expired/dead entries that have no answer yet, oldest first."""
+        validation.positive_int(limit, "limit")
+        with self._db.transaction() as tx:
+            self._expire(tx, self._clock())
+            rows = tx.execute(
+                "SELECT o.entry_id, o.idempotency_key, o.payload, o.state, o.created_at, o.attempts, "
+                "o.max_attempts, o.next_attempt_at, o.lease_until, o.expires_at, o.finished_at, "
+                "o.last_error FROM outbox o LEFT JOIN outbox_answers a ON a.entry_id = o.entry_id "
+                "WHERE o.state IN ('dead', 'expired') AND a.entry_id IS NULL ORDER BY o.entry_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def answer_failed(self, entry_id: int, *, phone_id: str, request_id: str, done_json: str) -> bool:
+        """Keep the error the sender of an expired/dead entry gets (its state stays as it is).
+        False when the entry is not expired/dead or already has an answer."""
+        with self._db.transaction() as tx:
+            row = tx.execute("SELECT state FROM outbox WHERE entry_id = ?", (entry_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no outbox entry {entry_id}")
+            if row[0] not in ("dead", "expired"):
+                return False
+            cur = tx.execute(
+                "INSERT INTO outbox_answers (entry_id, phone_id, request_id, answer, done_json, created_at) "
+                "VALUES (?, ?, ?, '', ?, ?) ON CONFLICT (entry_id) DO NOTHING",
+                (entry_id, phone_id, request_id, done_json, self._clock()),
+            )
+            return bool(cur.rowcount)
 
     def waiting_answers(self, phone_id: str, limit: int = 32) -> list[WaitingAnswer]:
         """Answers not yet delivered to this phone, oldest first."""

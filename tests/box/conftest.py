@@ -7,7 +7,7 @@ import pytest
 
 from edgebox.box.textmodels import TextModels
 from edgebox.errors import EdgeboxError
-from tests.gateway.support import boxes_dir, make_gateway, pki, upstream  # noqa: F401
+from tests.gateway.support import boxes_dir, log_stream, make_gateway, pki, upstream  # noqa: F401
 
 
 @pytest.fixture(scope="session")

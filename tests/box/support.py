@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,21 @@ class RunningBox:
 
 @contextlib.asynccontextmanager
 async def running_box(
-    tmp: Path, cfg: BoxConfig, models: TextModels | None, notifier: Notifier | None = None
+    tmp: Path,
+    cfg: BoxConfig,
+    models: TextModels | None,
+    notifier: Notifier | None = None,
+    *,
+    store_clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[RunningBox]:
     listener = LoopbackListener(mtu=244)
-    daemon = BoxDaemon(cfg, listeners=[listener], models=models, notifier=notifier or Notifier({}))
+    daemon = BoxDaemon(
+        cfg,
+        listeners=[listener],
+        models=models,
+        notifier=notifier or Notifier({}),
+        store_clock=store_clock,
+    )
     task = asyncio.create_task(daemon.run())
     ready = asyncio.create_task(daemon.ready.wait())
     await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)

@@ -364,6 +364,7 @@ async def make_gateway(
         anomaly = overrides.pop("anomaly", AnomalyConfig())
         clock = overrides.pop("anomaly_clock", None)
         classifier = overrides.pop("classifier_impl", None)
+        store = overrides.pop("store", None)  # a CertStore (e.g. with a simulated clock)
         settings: dict[str, Any] = {
             "listen_host": "127.0.0.1",
             "listen_port": 0,
@@ -377,7 +378,13 @@ async def make_gateway(
         }
         settings.update(overrides)
         cfg = GatewayConfig(**settings)
-        gw = Gateway(cfg, upstream_key=UpstreamKey(UPSTREAM_KEY), anomaly_clock=clock, classifier=classifier)
+        gw = Gateway(
+            cfg,
+            upstream_key=UpstreamKey(UPSTREAM_KEY),
+            anomaly_clock=clock,
+            classifier=classifier,
+            store=store,
+        )
         await gw.start()
         started.append(gw)
         return gw

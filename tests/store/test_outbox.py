@@ -96,3 +96,27 @@ def test_expiry_and_purge(store: Store, clock: FakeClock) -> None:
     store.outbox.ack(keep.entry_id)
     assert store.outbox.purge(finished_before=clock() + 1) == 2
     assert store.outbox.counts() == {"pending": 0, "inflight": 0, "done": 0, "dead": 0, "expired": 0}
+
+
+def test_expired_and_dead_entries_are_listed_until_their_sender_is_answered(
+    store: Store, clock: FakeClock
+) -> None:
+    outbox = OutboxRepository(store.db, clock=clock, backoff=BackoffPolicy(base_s=1, jitter=0))
+    old = outbox.enqueue("old", b"p", ttl_s=60)
+    dead = outbox.enqueue("dead", b"p", max_attempts=1)
+    live = outbox.enqueue("live", b"p", ttl_s=10_000)
+    assert outbox.failed_unanswered() == []  # nothing expired or given up yet
+    clock.advance(60)
+    assert [e.idempotency_key for e in outbox.failed_unanswered()] == ["old"]  # expired by the call
+    (d,) = outbox.claim(1)  # "old" is expired now: the next due entry is "dead"
+    assert d.entry_id == dead.entry_id and outbox.fail(d.entry_id, error_code="x").state == "dead"
+    assert [e.entry_id for e in outbox.failed_unanswered()] == [old.entry_id, dead.entry_id]
+    assert not outbox.answer_failed(live.entry_id, phone_id="p", request_id="r", done_json="{}")
+    assert outbox.answer_failed(old.entry_id, phone_id="p", request_id="r1", done_json='{"x":1}')
+    assert not outbox.answer_failed(old.entry_id, phone_id="p", request_id="r1", done_json="{}")  # once
+    assert [e.entry_id for e in outbox.failed_unanswered()] == [dead.entry_id]
+    assert outbox.get(old.entry_id).state == "expired"  # type: ignore[union-attr]  # not done
+    (waiting,) = outbox.waiting_answers("p")
+    assert waiting.request_id == "r1" and waiting.answer == "" and waiting.done_json == '{"x":1}'
+    with pytest.raises(NotFoundError):
+        outbox.answer_failed(999, phone_id="p", request_id="r", done_json="{}")
