@@ -141,6 +141,9 @@ async def _start_gateway(work: Path, ca: DeviceCA, upstream: StubUpstream, port:
     return gateway
 
 
+_chunks_seen = [0]  # text pieces of the last streamed answer (how many records it came in)
+
+
 async def _stream(session: client.PhoneSession, question: str, **kw: Any) -> tuple[str, Any]:
     """Ask and print the answer as it streams; returns (text, done)."""
     parts: list[str] = []
@@ -154,6 +157,7 @@ async def _stream(session: client.PhoneSession, question: str, **kw: Any) -> tup
         else:
             done = item
     sys.stdout.write("\n")
+    _chunks_seen[0] = len(parts)
     return "".join(parts), done
 
 
@@ -252,7 +256,11 @@ async def _demo(work: Path, show_qr: bool) -> None:
         trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         _say("phone -> box", f"{question!r} (trace id {trace[3:35]})")
         _, done = await _stream(session, question, trace=trace)
-        _say("box -> phone", f"streamed answer, source={done.source}, {done.usage.total_tokens} tokens")
+        _say(
+            "box -> phone",
+            f"streamed answer, source={done.source}, {done.usage.total_tokens} tokens, "
+            f"in {_chunks_seen[0]} pieces",
+        )
         echoed = (done.trace or "")[3:35]
         _say("trace", f"same trace id phone -> box -> gateway -> upstream -> back: {echoed == trace[3:35]}")
         seen = upstream.seen[-1]

@@ -33,7 +33,8 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) ->
     line("[pair]", "box key matched the QR pin")
     # a streamed answer, one trace id end to end, the key injected only upstream
     assert "    [STUB upstream] answer #1:" in out
-    line("[box -> phone]", "streamed answer, source=gateway")
+    streamed = line("[box -> phone]", "streamed answer, source=gateway")
+    assert int(streamed.rsplit(" in ", 1)[1].split()[0]) >= 3, streamed  # visibly streamed, not one block
     line("[trace]", "back: True")
     line("[gateway]", "only on the upstream request: True")
     # the same question from the cache; the injection blocked at the box
