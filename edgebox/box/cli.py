@@ -48,7 +48,7 @@ from edgebox.box.config import (
 from edgebox.box.control import UnknownPhoneError
 from edgebox.box.control_socket import ControlUnavailableError, call, encode_file
 from edgebox.box.state import BoxState, init_state, open_state
-from edgebox.session.invite import DEFAULT_TTL_SECONDS, PairingInvite
+from edgebox.session.invite import PairingInvite
 
 __all__ = ["UnknownPhoneError", "register", "render_invite"]
 
@@ -88,7 +88,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     bsub.add_parser("status", help="the running box's status (JSON)").set_defaults(func=_run_status)
     inv = bsub.add_parser("invite", help="make a single-use pairing code")
-    inv.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="lifetime in seconds")
+    inv.add_argument(
+        "--ttl", type=int, default=None, help="lifetime in seconds (default: [box] invite_ttl_s)"
+    )
     inv.add_argument("--no-qr", action="store_true")
     inv.set_defaults(func=_run_invite)
     bsub.add_parser("phones", help="list enrolled phones").set_defaults(func=_run_phones)
@@ -272,12 +274,11 @@ def _run_invite(args: argparse.Namespace) -> int:
     try:
         code = _control(args, "invite", {"ttl": args.ttl})["code"]
     except ControlUnavailableError:
+        ttl = args.ttl if args.ttl is not None else _config(args).box.invite_ttl_s
         state = _with_store(args)
         try:
             ident = state.identity
-            code = state.registry.create_invite(
-                ident.box_id, ident.key_hash, time.time(), ttl=args.ttl
-            ).encode()
+            code = state.registry.create_invite(ident.box_id, ident.key_hash, time.time(), ttl=ttl).encode()
         finally:
             state.close()
     print(render_code(code, qr=not args.no_qr), flush=True)

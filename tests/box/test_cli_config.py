@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ class FakeDaemon:
 
     def __init__(self, path: Path, result: Any) -> None:
         self.ops: list[str] = []
+        self.args: list[dict[str, Any]] = []
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 req = json.loads(self.rfile.readline())
                 outer.ops.append(req["op"])
+                outer.args.append(req.get("args") or {})
                 self.wfile.write(json.dumps({"ok": result}).encode() + b"\n")
 
         self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
@@ -133,3 +136,29 @@ def test_the_environment_variable_names_another_config(
     from edgebox.box.cli import config_path
 
     assert config_path(args) == installed
+
+
+def test_invite_lifetime_comes_from_the_config(
+    installed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`box invite` without --ttl leaves the lifetime to `[box] invite_ttl_s` (it used to send the
+    protocol default, whatever the box was configured with); with the daemon down, the store path
+    reads the same key."""
+    from edgebox.session.invite import PairingInvite
+
+    daemon = FakeDaemon(tmp_path / "ctl.sock", {"code": "EDGEBOX1:x", "expires_at": 0})
+    try:
+        assert main(["box", "invite", "--no-qr"]) == 0
+        assert main(["box", "invite", "--no-qr", "--ttl", "120"]) == 0
+    finally:
+        daemon.close()
+    assert daemon.args == [{"ttl": None}, {"ttl": 120}]
+    capsys.readouterr()
+    conf = tmp_path / "dev.toml"
+    conf.write_text(f'[box]\nstate_dir = "{tmp_path / "dev"}"\ndev_key_files = true\ninvite_ttl_s = 900\n')
+    assert main(["box", "--config", str(conf), "init"]) == 0
+    capsys.readouterr()
+    assert main(["box", "--config", str(conf), "invite", "--no-qr"]) == 0
+    code = next(w for w in capsys.readouterr().out.split() if w.startswith("EDGEBOX1:"))
+    invite = PairingInvite.decode(code)
+    assert 890 <= invite.expires_at - time.time() <= 900
