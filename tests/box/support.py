@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from edgebox.box.config import BoxConfig, parse_box_config
 from edgebox.box.daemon import BoxDaemon
@@ -138,3 +142,46 @@ def enrol_dev_box(tmp: Path, ca: Any) -> str:
 
 def gateway_section(ca: Any, port: int) -> dict[str, Any]:
     return {"url": f"https://127.0.0.1:{port}", "ca_file": str(ca.cert_path), "model": "gpt-test"}
+
+
+class RecordingUpstream:
+    """An OpenAI-compatible stub on loopback that streams `answer to <job>` (a pause of `word_delay`
+    after each word, so requests can be in flight) and records every job it saw: `seen` counts them,
+    `order` keeps their arrival order."""
+
+    def __init__(self, word_delay: float = 0.0) -> None:
+        self.word_delay = word_delay
+        self.seen: Counter[str] = Counter()
+        self.order: list[str] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        job = body["messages"][-1]["content"]
+        self.seen[job] += 1
+        self.order.append(job)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in ("answer", " to", " " + job):
+            chunk = {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if self.word_delay:
+                await asyncio.sleep(self.word_delay)
+        usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def start(self) -> None:
+        app_ = web.Application()
+        app_.router.add_post("/v1/chat/completions", self.handle)
+        self._runner = web.AppRunner(app_, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

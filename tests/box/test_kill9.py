@@ -5,71 +5,31 @@ upstream counts what reached it), every answer reaches the phone once it reconne
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from edgebox.phone import client
 from edgebox.phone.client import Answer, PhoneSession
 from edgebox.phone.keystore import PhoneKeystore
 from edgebox.pki.ca import DeviceCA
 from edgebox.transport import unix
-from tests.box.support import NotifySocket, enrol_dev_box
+from tests.box.support import NotifySocket, RecordingUpstream, enrol_dev_box
 from tests.gateway.support import GatewayFactory
 
 JOBS = 8
 ROUNDS = 3
 
 
-class RecordingUpstream:
-    """Streams slowly (so requests are in flight when the box dies) and records every job it saw."""
-
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        job = body["messages"][-1]["content"]
-        self.seen[job] += 1
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for word in ("answer", " to", " " + job):
-            chunk = {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            await asyncio.sleep(0.15)
-        usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def start(self) -> None:
-        app_ = web.Application()
-        app_.router.add_post("/v1/chat/completions", self.handle)
-        self._runner = web.AppRunner(app_, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 @pytest.fixture
 async def recording() -> AsyncIterator[RecordingUpstream]:
-    up = RecordingUpstream()
+    up = RecordingUpstream(word_delay=0.15)  # slow: requests are in flight when the box dies
     await up.start()
     yield up
     await up.stop()

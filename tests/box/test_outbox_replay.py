@@ -6,19 +6,24 @@ forwarded, and its phone is told so with a typed error instead of waiting for ev
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from edgebox.box.textmodels import TextModels
 from edgebox.phone.client import Answer, AppError, PhoneSession
 from edgebox.pki.ca import DeviceCA
 from edgebox.session import messages as app
-from tests.box.support import RunningBox, box_config, enrol_dev_box, gateway_section, running_box
+from tests.box.support import (
+    RecordingUpstream,
+    RunningBox,
+    box_config,
+    enrol_dev_box,
+    gateway_section,
+    running_box,
+)
 from tests.gateway.support import GatewayFactory
 
 OUTBOX = {
@@ -29,43 +34,6 @@ OUTBOX = {
     "breaker_open_s": 0.1,
     "ttl_s": 600.0,
 }
-
-
-class RecordingUpstream:
-    """An OpenAI-compatible upstream that answers "answer to <question>" and records the order of
-    the questions it was asked."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        job = body["messages"][-1]["content"]
-        self.seen.append(job)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for word in ("answer", " to", " " + job):
-            chunk = {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def start(self) -> None:
-        app_ = web.Application()
-        app_.router.add_post("/v1/chat/completions", self.handle)
-        self._runner = web.AppRunner(app_, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture
@@ -116,11 +84,11 @@ async def test_queued_requests_replay_in_order_once_each_to_their_phones(
             await _queue(phone, job)
         counts = (await box.daemon.control.status())["outbox"]
         assert counts["pending"] + counts["inflight"] == len(order) and counts["done"] == 0
-        assert recording.seen == []
+        assert recording.order == []
         # WAN back: the queue drains, oldest first.
         await make_gateway(upstream_url=recording.url, listen_port=port)
         await _until(box, "done", len(order))
-        assert recording.seen == [job for _, job in order]  # in order, each exactly once
+        assert recording.order == [job for _, job in order]  # in order, each exactly once
         got_a = await _deliveries(a, 4)
         got_b = await _deliveries(b, 2)
         assert [d.request_id for d in got_a] == ["job-1", "job-3", "job-4", "job-6"]
@@ -138,7 +106,7 @@ async def test_queued_requests_replay_in_order_once_each_to_their_phones(
             await again.ping()
             assert again.deliveries.empty()
             await again.close()
-        assert recording.seen == [job for _, job in order]
+        assert recording.order == [job for _, job in order]
         assert box.daemon.forwarder.forwarded == len(order)
 
 
@@ -173,7 +141,7 @@ async def test_an_expired_queued_request_is_not_forwarded_and_its_phone_is_told(
         await make_gateway(upstream_url=recording.url, listen_port=port)
         counts = await _until(box, "done", 1)
         assert counts["expired"] == 1 and counts["pending"] + counts["inflight"] == 0
-        assert recording.seen == ["new-job"]  # the expired request never reached the upstream
+        assert recording.order == ["new-job"]  # the expired request never reached the upstream
         got = {d.request_id: d for d in await _deliveries(a, 2)}
         assert got["new-job"].text == "answer to new-job" and got["new-job"].error is None
         expired = got["old-job"]
@@ -186,7 +154,7 @@ async def test_an_expired_queued_request_is_not_forwarded_and_its_phone_is_told(
         assert err.value.code == "upstream_unavailable" and "expired" in str(err.value)
         await a.ping()
         assert a.deliveries.empty()
-        assert recording.seen == ["new-job"]
+        assert recording.order == ["new-job"]
         rows = [r.decision for r in await box.daemon.control.prompt_log(20)]
         assert "outbox_expired" in rows
         await a.close()
